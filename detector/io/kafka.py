@@ -1,0 +1,200 @@
+"""Kafka adapters (kafka-python): the batched consumer, and producers for alerts and dead letters."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from detector.config import KafkaSettings
+from detector.errors import ServiceUnavailable
+from detector.events import DeadLetter, RawRecord
+from detector.metrics import Metrics
+
+log = logging.getLogger(__name__)
+FLUSH_TIMEOUT_S = 30.0
+
+
+def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> None:
+    """Create the input, alerts and dead-letter topics if they do not exist."""
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id=settings.client_id
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(name, partitions or settings.topic_partitions, 1)
+            for name in (settings.input_topic, settings.alerts_topic, settings.dlq_topic)
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+                admin.create_topics(wanted)
+    finally:
+        admin.close()
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "acks": "all",
+        "linger_ms": 5,
+        "retries": 5,
+    }
+    options.update(overrides)
+    return KafkaProducer(**options)
+
+
+class KafkaSource:
+    """A consumer-group member that hands out batches and commits them after their effect."""
+
+    def __init__(self, settings: KafkaSettings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._consumer = KafkaConsumer(
+            settings.input_topic,
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id=settings.client_id,
+            group_id=settings.group_id,
+            enable_auto_commit=False,  # commit after effect, never before
+            auto_offset_reset=settings.auto_offset_reset,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            max_poll_records=settings.poll_max_records,
+        )
+        self._paused = False
+
+    def poll(self) -> list[RawRecord]:
+        try:
+            polled = self._consumer.poll(
+                timeout_ms=self._settings.poll_timeout_ms,
+                max_records=self._settings.poll_max_records,
+            )
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"kafka poll: {exc}") from exc
+        records = [
+            RawRecord(m.topic, m.partition, m.offset, m.key, m.value or b"")
+            for messages in polled.values()
+            for m in messages
+        ]
+        self._update_lag(records)
+        return records
+
+    def hold(self) -> None:
+        """Stop fetching (while a batch is retried) but stay in the group."""
+        if not self._paused:
+            self._consumer.pause(*self._consumer.assignment())
+            self._paused = True
+        self.poll()  # keeps the member alive; paused partitions return nothing
+
+    def release(self) -> None:
+        if self._paused:
+            self._consumer.resume(*self._consumer.paused())
+            self._paused = False
+
+    def commit(self, records: list[RawRecord]) -> bool:
+        """Commit the offsets after ``records``; False if the group moved the partitions away."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            if tp not in offsets or offsets[tp].offset <= r.offset:
+                offsets[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+        if not offsets:
+            return True
+        try:
+            self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance took the partitions: the new owner gets the records again and the
+            # per-account watermarks in Redis make sure nothing is counted twice.
+            log.warning("offset commit refused (%s): records will be redelivered", exc)
+            return False
+        return True
+
+    def _update_lag(self, records: list[RawRecord]) -> None:
+        last: dict[tuple[str, int], int] = {}
+        for r in records:
+            last[(r.topic, r.partition)] = r.offset
+        for (topic, partition), offset in last.items():
+            highwater = self._consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                self._metrics.consumer_lag.labels(topic, str(partition)).set(
+                    max(0, highwater - offset - 1)
+                )
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+class _ProducerSink:
+    def __init__(self, producer: KafkaProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._pending: list[Any] = []
+
+    def _send(
+        self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        try:
+            self._pending.append(
+                self._producer.send(self._topic, key=key, value=value, headers=headers)
+            )
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"kafka produce to {self._topic}: {exc}") from exc
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        try:
+            self._producer.flush(timeout=FLUSH_TIMEOUT_S)
+        except KafkaError as exc:
+            raise ServiceUnavailable(f"kafka flush to {self._topic}: {exc}") from exc
+        failed = [f for f in self._pending if not f.is_done or f.failed()]
+        self._pending = []
+        if failed:
+            first = failed[0].exception if failed[0].is_done else "timed out"
+            raise ServiceUnavailable(
+                f"kafka: {len(failed)} messages to {self._topic} not delivered: {first}"
+            )
+
+
+class KafkaAlertSink(_ProducerSink):
+    """Alerts as JSON, keyed by subject id (contract ``alert.v1``)."""
+
+    def send(self, alerts: list[dict[str, Any]]) -> None:
+        for alert in alerts:
+            self._send(alert["subject_id"].encode("utf-8"), orjson.dumps(alert))
+
+
+class KafkaDeadLetterSink(_ProducerSink):
+    """The original bytes (unless redacted), with the reason and origin in headers."""
+
+    def __init__(
+        self, producer: KafkaProducer, topic: str, redact_payload: bool, payload_max_bytes: int
+    ) -> None:
+        super().__init__(producer, topic)
+        self._redact = redact_payload
+        self._max = payload_max_bytes
+
+    def send(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            r = letter.record
+            headers = [
+                ("dlq.reason", letter.reason.encode()),
+                ("dlq.detail", letter.detail.encode("utf-8", errors="replace")),
+                ("dlq.topic", r.topic.encode()),
+                ("dlq.partition", str(r.partition).encode()),
+                ("dlq.offset", str(r.offset).encode()),
+                ("dlq.redacted", b"true" if self._redact else b"false"),
+                ("dlq.original_bytes", str(len(r.value)).encode()),
+            ]
+            # Cut what would exceed the broker's message size: a dead letter must never block.
+            payload = b"" if self._redact else r.value[: self._max]
+            self._send(r.key, payload, headers)

@@ -1,0 +1,91 @@
+"""The streaming worker: poll a batch, process it until it succeeds, commit, repeat."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+from detector.config import ServiceSettings
+from detector.errors import ServiceUnavailable
+from detector.events import RawRecord
+from detector.health import Health
+from detector.io.kafka import KafkaSource
+from detector.metrics import Metrics
+from detector.pipeline import BatchResult, Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        source: KafkaSource,
+        pipeline: Pipeline,
+        settings: ServiceSettings,
+        metrics: Metrics,
+        health: Health,
+    ) -> None:
+        self.source = source
+        self.pipeline = pipeline
+        self.settings = settings
+        self.metrics = metrics
+        self.health = health
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop`` is set; the batch in hand is finished and committed first."""
+        self._set_ready(True)
+        while not stop.is_set():
+            self.health.beat()
+            try:
+                records = self.source.poll()
+            except ServiceUnavailable as exc:
+                self._wait_after_failure("kafka", exc, stop, attempt=1)
+                continue
+            if not records:
+                continue
+            if self._process_until_done(records, stop) is None:
+                break  # asked to stop while a dependency was down: leave the batch uncommitted
+            self.source.commit(records)
+        self.source.close()
+
+    def _process_until_done(
+        self, records: list[RawRecord], stop: threading.Event
+    ) -> BatchResult | None:
+        attempt = 0
+        while True:
+            try:
+                result = self.pipeline.process(records)
+            except ServiceUnavailable as exc:
+                attempt += 1
+                dependency = "redis" if str(exc).startswith("redis") else "kafka"
+                self._wait_after_failure(dependency, exc, stop, attempt)
+                if stop.is_set():
+                    return None
+                continue
+            if attempt:
+                log.info("recovered after %d failed attempts", attempt)
+                self.source.release()
+                self._set_ready(True)
+            for account in result.conflicts:
+                log.warning(
+                    "state of account %s changed under this worker; its write was skipped", account
+                )
+            return result
+
+    def _wait_after_failure(
+        self, dependency: str, exc: Exception, stop: threading.Event, attempt: int
+    ) -> None:
+        self.metrics.dependency_errors.labels(dependency).inc()
+        self._set_ready(False, f"{dependency} unavailable")
+        delay = min(
+            self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** (attempt - 1)
+        )
+        log.warning("%s (attempt %d); retrying in %.1f s", exc, attempt, delay)
+        with contextlib.suppress(ServiceUnavailable):
+            self.source.hold()  # stay in the group without fetching more
+        stop.wait(delay)
+
+    def _set_ready(self, ready: bool, reason: str = "") -> None:
+        self.health.set_ready(ready, reason)
+        self.metrics.ready.set(1 if ready else 0)

@@ -1,0 +1,1 @@
+"""Synthetic traffic. ``basic`` is the small stream of the demo and the tests."""

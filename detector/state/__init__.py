@@ -1,0 +1,1 @@
+"""Per-account online statistics: pure update logic (``account``) and its Redis store (``store``)."""

@@ -1,0 +1,245 @@
+"""Per-account statistics in event time, as pure functions over a small mutable record.
+
+The record is read from Redis once per batch, updated here event by event, and
+written back once per batch. Nothing here does I/O or reads the clock, so a
+replay of the same events gives the same snapshots, whatever the batch sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from detector.config import StateSettings
+from detector.features import EventFeatures
+from detector.features.request import ID_HASH_CHARS
+
+HOUR_S = 3600
+
+
+@dataclass(slots=True)
+class Window:
+    """Sliding-window counter: the current and the previous bucket of ``width_s`` seconds.
+
+    The estimate at time t weighs the previous bucket by the part of it still
+    inside ``(t - width_s, t]``: two numbers per quantity instead of a list of events.
+    """
+
+    bucket: int = -1
+    count: int = 0
+    prev_count: int = 0
+    tokens: int = 0
+    prev_tokens: int = 0
+
+    def add(self, index: int, tokens: int) -> int | None:
+        """Count one event in bucket ``index``; returns a just-completed bucket's count, if any."""
+        completed = None
+        if index > self.bucket:
+            if self.bucket >= 0 and self.count:
+                completed = self.count
+            if index == self.bucket + 1:
+                self.prev_count, self.prev_tokens = self.count, self.tokens
+            else:
+                self.prev_count = self.prev_tokens = 0
+            self.bucket, self.count, self.tokens = index, 0, 0
+        if index == self.bucket:
+            self.count += 1
+            self.tokens += tokens
+        elif index == self.bucket - 1:
+            self.prev_count += 1
+            self.prev_tokens += tokens
+        return completed
+
+    def estimate(self, ts: float, width_s: int) -> tuple[float, float]:
+        """(requests, tokens) in the window ending at ``ts``."""
+        index = int(ts // width_s)
+        if index == self.bucket:
+            weight = 1.0 - (ts - index * width_s) / width_s
+            return self.count + self.prev_count * weight, self.tokens + self.prev_tokens * weight
+        if index == self.bucket + 1:
+            weight = 1.0 - (ts - index * width_s) / width_s
+            return self.count * weight, self.tokens * weight
+        return 0.0, 0.0
+
+
+@dataclass(slots=True)
+class AccountState:
+    """Everything kept per account. Serialised to a Redis hash by ``to_fields``."""
+
+    events: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    created_ts: float = 0.0  # 0: unknown
+    wm_partition: int = -1
+    wm_offset: int = -1
+    recent_ids: str = ""
+    rate: float = 0.0
+    rate_ts: float = 0.0
+    late_events: int = 0
+    windows: list[Window] = field(default_factory=list)
+    cooldowns: dict[str, tuple[float, int]] = field(default_factory=dict)  # type -> (ts, rank)
+
+    def to_fields(self) -> dict[str, str]:
+        fields = {
+            "n": str(self.events),
+            "f": repr(self.first_seen),
+            "l": repr(self.last_seen),
+            "c": repr(self.created_ts),
+            "wp": str(self.wm_partition),
+            "wo": str(self.wm_offset),
+            "ids": self.recent_ids,
+            "r": repr(self.rate),
+            "rt": repr(self.rate_ts),
+            "late": str(self.late_events),
+            "cd": ",".join(f"{k}={t!r}/{r}" for k, (t, r) in sorted(self.cooldowns.items())),
+        }
+        for i, w in enumerate(self.windows):
+            fields[f"w{i}"] = f"{w.bucket},{w.count},{w.prev_count},{w.tokens},{w.prev_tokens}"
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str], n_windows: int) -> AccountState:
+        if not fields:
+            return cls(windows=[Window() for _ in range(n_windows)])
+        windows = []
+        for i in range(n_windows):
+            raw = fields.get(f"w{i}")
+            windows.append(Window(*(int(x) for x in raw.split(","))) if raw else Window())
+        cooldowns = {}
+        for item in filter(None, fields.get("cd", "").split(",")):
+            name, _, value = item.partition("=")
+            ts, _, rank = value.partition("/")
+            cooldowns[name] = (float(ts), int(rank or 0))
+        return cls(
+            events=int(fields.get("n", 0)),
+            first_seen=float(fields.get("f", 0.0)),
+            last_seen=float(fields.get("l", 0.0)),
+            created_ts=float(fields.get("c", 0.0)),
+            wm_partition=int(fields.get("wp", -1)),
+            wm_offset=int(fields.get("wo", -1)),
+            recent_ids=fields.get("ids", ""),
+            rate=float(fields.get("r", 0.0)),
+            rate_ts=float(fields.get("rt", 0.0)),
+            late_events=int(fields.get("late", 0)),
+            windows=windows,
+            cooldowns=cooldowns,
+        )
+
+    @property
+    def watermark(self) -> tuple[int, int]:
+        return self.wm_partition, self.wm_offset
+
+
+@dataclass(frozen=True, slots=True)
+class Distinct:
+    """Approximate distinct values seen by the account (HyperLogLog counts, after this event)."""
+
+    ips: int = 0
+    models: int = 0
+    user_agents: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An account's statistics right after one of its events was applied."""
+
+    account_id: str
+    event_id: str
+    ts: float
+    events: int
+    first_seen: float
+    account_age_s: float | None
+    requests: tuple[float, ...]  # per configured window
+    tokens: tuple[float, ...]
+    rate_per_hour: float
+    distinct: Distinct
+    completed_hour: int | None  # requests of an account-hour that just ended, for baselines
+    late: bool
+
+    def in_window(self, windows_s: tuple[int, ...], width_s: int) -> float:
+        return self.requests[windows_s.index(width_s)]
+
+
+def is_duplicate(state: AccountState, feat: EventFeatures) -> bool:
+    """Redelivered (at or below the watermark of its partition) or a producer duplicate."""
+    if feat.partition == state.wm_partition and feat.offset <= state.wm_offset:
+        return True
+    ids = state.recent_ids
+    for start in range(0, len(ids), ID_HASH_CHARS):
+        if ids[start : start + ID_HASH_CHARS] == feat.id_hash:
+            return True
+    return False
+
+
+def apply_event(
+    state: AccountState, feat: EventFeatures, distinct: Distinct, settings: StateSettings
+) -> Snapshot | None:
+    """Apply one event to ``state`` in place; ``None`` if it was already counted."""
+    if is_duplicate(state, feat):
+        return None
+    state.wm_partition, state.wm_offset = feat.partition, feat.offset
+    if settings.dedup_recent_ids:
+        keep = (settings.dedup_recent_ids - 1) * ID_HASH_CHARS
+        state.recent_ids = state.recent_ids[len(state.recent_ids) - keep :] if keep else ""
+        state.recent_ids += feat.id_hash
+
+    ts = feat.ts
+    if state.events == 0:
+        state.first_seen = ts
+    state.events += 1
+    if feat.created_ts and not state.created_ts:
+        state.created_ts = feat.created_ts
+
+    late = state.events > 1 and ts < state.last_seen - settings.lateness_s
+    completed_hour = None
+    if late:
+        state.late_events += 1
+    else:
+        tokens = feat.tokens_in + feat.tokens_out
+        for width, window in zip(settings.windows_s, state.windows, strict=True):
+            completed = window.add(int(ts // width), tokens)
+            if width == HOUR_S:
+                completed_hour = completed
+        _decay_rate(state, ts, settings.rate_half_life_s)
+        state.first_seen = min(state.first_seen, ts)
+        state.last_seen = max(state.last_seen, ts)
+
+    estimates = [
+        w.estimate(ts, width) for width, w in zip(settings.windows_s, state.windows, strict=True)
+    ]
+    origin = state.created_ts or state.first_seen
+    return Snapshot(
+        account_id=feat.account_id,
+        event_id=feat.event_id,
+        ts=ts,
+        events=state.events,
+        first_seen=state.first_seen,
+        account_age_s=max(0.0, ts - origin) if state.created_ts else None,
+        requests=tuple(e[0] for e in estimates),
+        tokens=tuple(e[1] for e in estimates),
+        rate_per_hour=rate_per_hour(state, ts, settings.rate_half_life_s),
+        distinct=distinct,
+        completed_hour=completed_hour,
+        late=late,
+    )
+
+
+def _decay_rate(state: AccountState, ts: float, half_life_s: float) -> None:
+    """Exponentially decayed event count; an out-of-order event adds its decayed weight."""
+    if ts >= state.rate_ts:
+        state.rate = state.rate * math.exp2(-(ts - state.rate_ts) / half_life_s) + 1.0
+        state.rate_ts = ts
+    else:
+        state.rate += math.exp2(-(state.rate_ts - ts) / half_life_s)
+
+
+def rate_per_hour(state: AccountState, ts: float, half_life_s: float) -> float:
+    """The decayed count turned into requests per hour at time ``ts``.
+
+    >>> s = AccountState(rate=10.0, rate_ts=0.0)
+    >>> round(rate_per_hour(s, 0.0, 3600.0), 2)
+    6.93
+    """
+    decayed = state.rate * math.exp2(-max(0.0, ts - state.rate_ts) / half_life_s)
+    return decayed * math.log(2) / half_life_s * HOUR_S

@@ -1,0 +1,176 @@
+"""Account state in Redis: one pipelined round trip to load a batch, one to save it.
+
+Keys carry the account in a hash tag (``acct:{<id>}``) so every script touches a
+single Redis Cluster slot. HyperLogLog additions happen while loading: they are
+idempotent, so a batch that is processed again cannot count a value twice.
+Saving is a compare-and-set on the account's watermark, which makes the write
+atomic per account and refuses it if another worker applied events meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from detector.config import RedisSettings, StateSettings
+from detector.errors import ServiceUnavailable
+from detector.features import EventFeatures
+from detector.metrics import Metrics
+from detector.state.account import AccountState, Distinct
+
+# PFADD each event's values in order and report the distinct counts after each one.
+_LOAD_LUA = """
+local fields = redis.call('HGETALL', KEYS[1])
+local ttl = tonumber(ARGV[1])
+local c, touched, counts = {}, {}, {}
+for k = 2, 4 do c[k] = redis.call('PFCOUNT', KEYS[k]) end
+for i = 2, #ARGV, 3 do
+  for k = 2, 4 do
+    local v = ARGV[i + k - 2]
+    if v ~= '' and redis.call('PFADD', KEYS[k], v) == 1 then
+      c[k] = redis.call('PFCOUNT', KEYS[k])
+      touched[k] = true
+    end
+    counts[#counts + 1] = c[k]
+  end
+end
+for k = 2, 4 do if touched[k] then redis.call('EXPIRE', KEYS[k], ttl) end end
+return {fields, counts}
+"""
+
+# Write the account's fields only if its watermark is still the one that was loaded.
+_SAVE_LUA = """
+local cur = redis.call('HMGET', KEYS[1], 'wp', 'wo')
+if (cur[1] or '-1') ~= ARGV[1] or (cur[2] or '-1') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+for k = 1, #KEYS do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
+return 1
+"""
+
+_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+@dataclass
+class LoadedBatch:
+    """States of the batch's accounts, and each event's distinct counts (aligned with the batch)."""
+
+    states: dict[str, AccountState]
+    loaded_watermarks: dict[str, tuple[int, int]]
+    distinct: list[Distinct]
+
+
+def connect(settings: RedisSettings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.url,
+        decode_responses=True,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        health_check_interval=30,
+    )
+
+
+class AccountStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        redis_settings: RedisSettings,
+        state_settings: StateSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._client = client
+        self._prefix = redis_settings.key_prefix
+        self._state = state_settings
+        self._metrics = metrics
+        self._load_sha = _sha1(_LOAD_LUA)
+        self._save_sha = _sha1(_SAVE_LUA)
+
+    def keys(self, account_id: str) -> list[str]:
+        base = f"{self._prefix}acct:{{{account_id}}}"
+        return [f"{base}:s", f"{base}:ip", f"{base}:m", f"{base}:ua"]
+
+    def load(self, feats: list[EventFeatures]) -> LoadedBatch:
+        by_account: dict[str, list[int]] = {}
+        for i, f in enumerate(feats):
+            by_account.setdefault(f.account_id, []).append(i)
+        calls = []
+        for account, idx in by_account.items():
+            args: list[Any] = [self._state.ttl_s]
+            for i in idx:
+                f = feats[i]
+                args += (f.source_ip, f.model, f.user_agent)
+            calls.append((self._load_sha, self.keys(account), args))
+        replies = self._execute(calls, "load")
+
+        states: dict[str, AccountState] = {}
+        distinct: list[Distinct] = [Distinct()] * len(feats)
+        n_windows = len(self._state.windows_s)
+        for (account, idx), (flat, counts) in zip(by_account.items(), replies, strict=True):
+            state = AccountState.from_fields(dict(_pairs(flat)), n_windows)
+            states[account] = state
+            for j, i in enumerate(idx):
+                distinct[i] = Distinct(*counts[3 * j : 3 * j + 3])
+        marks = {a: s.watermark for a, s in states.items()}
+        return LoadedBatch(states, marks, distinct)
+
+    def save(self, batch: LoadedBatch, extra: dict[str, bytes] | None = None) -> list[str]:
+        """Write changed states back; returns the accounts whose write was refused."""
+        calls = []
+        accounts = []
+        for account, state in batch.states.items():
+            before = batch.loaded_watermarks[account]
+            if state.watermark == before:
+                continue  # nothing applied (all duplicates); alerts need applied events
+            args: list[Any] = [str(before[0]), str(before[1]), self._state.ttl_s]
+            for field_value in state.to_fields().items():
+                args += field_value
+            calls.append((self._save_sha, self.keys(account), args))
+            accounts.append(account)
+        replies = self._execute(calls, "save", extra)
+        return [a for a, ok in zip(accounts, replies, strict=False) if not ok]
+
+    def _execute(
+        self,
+        calls: list[tuple[str, list[str], list[Any]]],
+        op: str,
+        extra: dict[str, bytes] | None = None,
+    ) -> list[Any]:
+        if not calls and not extra:
+            return []
+        started = time.perf_counter()
+        try:
+            try:
+                return self._pipeline(calls, extra)
+            except redis.exceptions.NoScriptError:
+                # Redis restarted (or was flushed) and forgot the scripts: load once and retry.
+                self._client.script_load(_LOAD_LUA)
+                self._client.script_load(_SAVE_LUA)
+                return self._pipeline(calls, extra)
+        except _REDIS_DOWN as exc:
+            raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._metrics.redis_seconds.labels(op).observe(time.perf_counter() - started)
+
+    def _pipeline(
+        self, calls: list[tuple[str, list[str], list[Any]]], extra: dict[str, bytes] | None
+    ) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for sha, keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        for key, value in (extra or {}).items():
+            pipe.set(key, value)
+        return pipe.execute()[: len(calls)]
+
+
+def _sha1(script: str) -> str:
+    """The name Redis gives a script, so EVALSHA needs no SCRIPT EXISTS round trip."""
+    return hashlib.sha1(script.encode("utf-8")).hexdigest()
+
+
+def _pairs(flat: list[str]) -> Iterator[tuple[str, str]]:
+    it = iter(flat)
+    return zip(it, it, strict=True)
