@@ -28,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # kafka-python narrates every connection at INFO; keep its warnings only.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return int(args.func(args) or 0)
     except DetectorError as exc:
