@@ -71,7 +71,7 @@ def account_event_counts(settings: Settings) -> dict[str, int]:
         counts = {}
         for key in client.scan_iter(match=f"{settings.redis.key_prefix}acct:*:s", count=1000):
             account = key[key.index("{") + 1 : key.rindex("}")]
-            counts[account] = int(client.hget(key, "n") or 0)
+            counts[account] = int((client.hget(key, "v") or "0").split("|", 1)[0])
         return counts
     finally:
         client.close()
