@@ -143,7 +143,7 @@ def _validate(args: argparse.Namespace) -> int:
     from detector.events import DeadLetter, RawRecord
     from detector.io.files import read_lines
 
-    console = Console()
+    console = Console(soft_wrap=True)  # one line per bad event, whatever the terminal width
     lines = read_lines(args.file)
     bad = 0
     for number, line in enumerate(lines, start=1):

@@ -1,0 +1,40 @@
+"""The command line: exit codes and messages a user sees (no services needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.cli import main
+
+
+def test_validate_reports_each_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = {"event_id": "e1", "ts": 1.0, "account_id": "a", "model": "m"}
+    f = tmp_path / "events.jsonl"
+    f.write_bytes(orjson.dumps(good) + b"\n{oops\n" + orjson.dumps({**good, "ts": -1}) + b"\n")
+    assert main(["validate", str(f)]) == 1
+    out = capsys.readouterr().out
+    assert f"{f}:2: invalid_json" in out
+    assert f"{f}:3: out_of_range" in out and "field ts" in out
+    assert "3 events checked, 2 invalid" in out
+
+
+def test_validate_clean_file_exits_zero(tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    assert main(["generate", "--out", str(f), "--accounts", "3", "--hours", "0.2"]) == 0
+    assert main(["validate", str(f)]) == 0
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_wrong_setting_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("kafka:\n  poll_max_records: 0\n")
+    code = main(["replay", "--config", str(cfg), "--input", "x", "--output", str(tmp_path / "o")])
+    assert code == 2
+    assert "kafka.poll_max_records" in capsys.readouterr().err
