@@ -112,6 +112,13 @@ def test_abusive_account_alerted_invalid_to_dead_letters(
     assert (
         service.metric("detector_alerts_total", {"type": "volume_spike", "severity": "high"}) >= 1
     )
+    lags = [
+        service.metric(
+            "detector_consumer_lag_messages", {"topic": k.input_topic, "partition": str(p)}
+        )
+        for p in range(k.topic_partitions)
+    ]
+    assert lags == [0.0] * k.topic_partitions  # exported per partition, and the backlog is drained
 
 
 def test_second_consumer_group_over_same_events_counts_nothing_twice(
