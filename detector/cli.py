@@ -68,14 +68,30 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", type=Path)
     validate.set_defaults(func=_validate)
 
-    generate = sub.add_parser("generate", help="write the demo's synthetic stream to a JSONL file")
-    generate.add_argument("--out", required=True, type=Path)
-    generate.add_argument("--accounts", type=int, default=40, help="honest accounts (default 40)")
-    generate.add_argument(
-        "--hours", type=float, default=3.0, help="hours of event time (default 3)"
+    simulate = sub.add_parser("simulate", help="write labelled synthetic traffic from a scenario")
+    _scenario_args(simulate)
+    simulate.add_argument(
+        "--out", required=True, type=Path, help="directory for events.jsonl and labels.json"
     )
-    generate.add_argument("--seed", type=int, default=7)
-    generate.set_defaults(func=_generate)
+    simulate.set_defaults(func=_simulate)
+
+    evaluate = sub.add_parser(
+        "eval", help="simulate (if needed), replay and score detection quality"
+    )
+    evaluate.add_argument("--scenario", help="scenario name in config/scenarios/ or a YAML path")
+    evaluate.add_argument(
+        "--events", type=Path, help="existing events.jsonl (with --labels) instead of --scenario"
+    )
+    evaluate.add_argument("--labels", type=Path, help="labels.json written by `detector simulate`")
+    evaluate.add_argument("--seed", type=int, help="override the scenario's seed")
+    evaluate.add_argument(
+        "--scale", type=float, default=1.0, help="multiply every group's account count"
+    )
+    evaluate.add_argument(
+        "--out", type=Path, default=Path("out/eval"), help="report directory (default out/eval)"
+    )
+    _config_arg(evaluate)
+    evaluate.set_defaults(func=_eval)
     return parser
 
 
@@ -157,16 +173,64 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _generate(args: argparse.Namespace) -> int:
-    import orjson
+def _scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scenario", required=True, help="scenario name in config/scenarios/ or a YAML path"
+    )
+    p.add_argument("--seed", type=int, help="override the scenario's seed")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every group's account count")
 
-    from detector.sim.basic import BasicTraffic, generate
 
-    events = generate(BasicTraffic(benign_accounts=args.accounts, hours=args.hours, seed=args.seed))
-    with args.out.open("wb") as fh:
-        for event in events:
-            fh.write(orjson.dumps(event) + b"\n")
-    Console(stderr=True).print(f"wrote {len(events)} events to {args.out}")
+def _simulate(args: argparse.Namespace) -> int:
+    from detector.evaluation.run import prepare_scenario, write_simulation
+
+    scenario = prepare_scenario(args.scenario, args.seed, args.scale)
+    console = Console(stderr=True)
+    with console.status("simulating") as status:
+        meta = write_simulation(
+            scenario, args.out, args.scale, lambda g: status.update(f"simulating {g}")
+        )
+    console.print(
+        f"scenario {meta['scenario']} (seed {meta['seed']}): {meta['events']:,} events, "
+        f"{meta['accounts']:,} accounts -> {args.out}/events.jsonl, {args.out}/labels.json"
+    )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from detector.errors import ConfigError
+    from detector.evaluation.run import prepare_scenario, run_evaluation
+
+    if bool(args.scenario) == bool(args.events or args.labels) or bool(args.events) != bool(
+        args.labels
+    ):
+        raise ConfigError("give either --scenario, or both --events and --labels")
+    settings = load_settings(args.config)
+    scenario = prepare_scenario(args.scenario, args.seed, args.scale) if args.scenario else None
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("start", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        result = run_evaluation(
+            settings, args.out, scenario, args.events, args.labels, args.scale, progress=progress
+        )
+    e = result.evaluation
+    console.print(
+        f"precision {e.precision:.3f}  recall {e.recall:.3f}  F1 {e.f1:.3f}  "
+        f"benign FPR {e.benign_fpr:.4f}  ({result.meta['alerts']} alerts)"
+    )
+    console.print(
+        f"report: {args.out}/report.md, {args.out}/report.json and PNG plots in {args.out}/"
+    )
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Detection quality: alerts scored against the simulator's labels, as numbers, a report and plots."""
