@@ -1,0 +1,53 @@
+"""``detector eval`` on the CI scenario, end to end, with floors on its numbers.
+
+The floors sit well below what the detector reaches (see docs/evaluation.md), so a
+regression fails the build and noise does not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from detector.cli import main
+
+pytestmark = pytest.mark.integration
+
+MAX_BENIGN_FPR = 0.02
+
+
+def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    assert main(["eval", "--scenario", "ci", "--out", str(out)]) == 0
+    for name in ("events.jsonl", "labels.json", "alerts.jsonl", "report.json", "report.md", "flagged_by_group.png",
+                 "detection_delay.png", "score_distribution.png", "alerts_over_time.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    report = orjson.loads((out / "report.json").read_bytes())
+    groups = {g["group"]: g for g in report["groups"]}
+    assert {
+        "individuals",
+        "enterprise_batch",
+        "benchmark_runs",
+        "hydra_reseller",
+        "reasoning_rubric",
+    } <= set(groups)
+    assert sum(g["accounts"] for g in groups.values()) == report["meta"]["accounts"]
+    assert report["benign_fpr"] <= MAX_BENIGN_FPR
+
+    # The same files scored again through --events/--labels give the same numbers.
+    again = tmp_path / "again"
+    assert main(["eval", "--events", str(out / "events.jsonl"), "--labels", str(out / "labels.json"),
+                 "--out", str(again)]) == 0  # fmt: skip
+    second = orjson.loads((again / "report.json").read_bytes())
+    assert (second["precision"], second["recall"], second["groups"]) == (
+        report["precision"],
+        report["recall"],
+        report["groups"],
+    )
+
+
+def test_eval_needs_a_scenario_or_files(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--events", "x.jsonl"]) == 2
+    assert "--scenario" in capsys.readouterr().err
