@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format replay-bench clean
+.PHONY: demo test eval lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 	$(BIN)/ruff check detector tests
 	$(BIN)/ruff format --check detector tests
 	$(BIN)/pytest $(ARGS)
+
+# The evaluation report of the default scenario in docs/evaluation/ (data files in out/).
+eval: $(STAMP)
+	$(BIN)/detector eval --scenario default --out docs/evaluation --data out/eval-default $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check detector tests

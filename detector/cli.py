@@ -221,7 +221,14 @@ def _eval(args: argparse.Namespace) -> int:
             bar.update(task, description=stage, completed=done, total=total)
 
         result = run_evaluation(
-            settings, args.out, scenario, args.events, args.labels, args.scale, progress=progress
+            settings,
+            args.out,
+            scenario,
+            args.data,
+            args.events,
+            args.labels,
+            args.scale,
+            progress=progress,
         )
     e = result.evaluation
     console.print(

@@ -90,21 +90,25 @@ def run_evaluation(
     settings: Settings,
     out: Path,
     scenario: Scenario | None = None,
+    data: Path | None = None,
     events: Path | None = None,
     labels: Path | None = None,
     scale: float = 1.0,
     progress: Progress | None = None,
 ) -> EvalOutput:
+    """Report files go to ``out``; simulated events, labels and alerts to ``data`` (default ``out``)."""
+    data = data or out
     out.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
     if scenario is not None:
         if progress:
             progress("simulate", 0, 1)
-        write_simulation(scenario, out, scale)
-        events, labels = out / "events.jsonl", out / "labels.json"
+        write_simulation(scenario, data, scale)
+        events, labels = data / "events.jsonl", data / "labels.json"
     assert events is not None and labels is not None
     account_labels, meta = _read_labels(labels)
 
-    alerts_path = out / "alerts.jsonl"
+    alerts_path = data / "alerts.jsonl"
     rep = replay(
         settings,
         events,
