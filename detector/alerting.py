@@ -35,6 +35,17 @@ def mark_emitted(state: AccountState, finding: Finding, ts: float) -> None:
     state.cooldowns[finding.type] = (ts, finding.rank)
 
 
+def _rounded(value: Any) -> Any:
+    """Evidence numbers to 4 decimals: readable, and stable in JSON."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def account_alert(
     snap: Snapshot, finding: Finding, context: dict[str, Any], emitted_at: float
 ) -> dict[str, Any]:
@@ -56,7 +67,7 @@ def account_alert(
         "severity": finding.severity,
         "score": min(1.0, max(0.0, float(finding.score))),
         "reasons": list(finding.reasons),
-        "evidence": evidence,
+        "evidence": _rounded(evidence),
         "first_seen_ts": snap.first_seen,
         "event_count": snap.events,
         "detector_version": __version__,

@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("out/eval"), help="report directory (default out/eval)"
     )
     _config_arg(evaluate)
+    evaluate.add_argument(
+        "--data", type=Path, help="directory for events, labels and alerts (default: --out)"
+    )
     evaluate.set_defaults(func=_eval)
     return parser
 
@@ -162,7 +165,7 @@ def _validate(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=True)  # one line per bad event, whatever the terminal width
     lines = read_lines(args.file)
     bad = 0
-    for number, line in enumerate(lines, start=1):
+    for number, line in lines:
         result = decode_record(RawRecord(str(args.file), 0, number, None, line, line=number))
         if isinstance(result, DeadLetter):
             bad += 1

@@ -9,6 +9,7 @@ Order of precedence (last wins): defaults in this module (mirrored, with docs, i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,9 @@ class StateSettings(_Section):
     ttl_s: int = Field(default=7 * 86400, ge=60)
     lateness_s: float = Field(default=300.0, ge=0)
     dedup_recent_ids: int = Field(default=32, ge=0, le=256)
+    profile_events: int = Field(default=50, ge=2)
+    near_duplicate_bits: int = Field(default=20, ge=0, le=32)
+    recent_templates: int = Field(default=8, ge=1, le=32)
 
     @model_validator(mode="after")
     def _windows_sorted(self) -> StateSettings:
@@ -74,6 +78,72 @@ class StateSettings(_Section):
 
 class FeatureSettings(_Section):
     prompt_max_bytes: int = Field(default=65536, ge=0)
+
+
+# Transparent starting points; each list is OR-ed, matched case-insensitively.
+DEFAULT_INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
+    "reasoning": (
+        r"internal reasoning",
+        r"hidden reasoning",
+        r"chain[- ]of[- ]thought",
+        r"articulate (?:the|your) (?:complete |full |entire )?(?:internal )?reasoning",
+        r"(?:show|reveal|write out|output) (?:all (?:of )?)?(?:your|the) (?:full |complete |entire )?(?:reasoning|thought process|thinking)",
+    ),
+    "stepwise": (r"step[- ]by[- ]step", r"think (?:it )?through"),
+    "rubric": (r"\brubric\b", r"\bgrader?\b", r"score the (?:answer|response)", r"per-criterion"),
+    "rewrite": (
+        r"(?:rewrite|rephrase) .{0,80}(?:safe|safely|policy|compliant|without refusing|neutral)",
+        r"censorship",
+    ),
+    "coding": (
+        r"coding agent",
+        r"software engineer(?:ing)? agent",
+        r"unified diff",
+        r"failing tests?",
+        r"(?:write|output) the patch",
+    ),
+    "tool_use": (r"tool calls?", r"available tools", r"which tools? to call", r"function calling"),
+}
+
+
+class IntentSettings(_Section):
+    patterns: dict[str, tuple[str, ...]] = DEFAULT_INTENT_PATTERNS
+
+    @model_validator(mode="after")
+    def _compiles(self) -> IntentSettings:
+        from detector.features.intent import IntentTagger
+
+        IntentTagger(self.patterns)  # unknown tags or bad regexes fail at start-up
+        return self
+
+
+class BehaviourSettings(_Section):
+    enabled: bool = True
+    min_events: int = Field(default=20, ge=1)
+    reasoning_share: float = Field(default=0.4, gt=0, le=1)
+    harvest_share: float = Field(default=0.6, gt=0, le=1)
+    template_share: float = Field(default=0.7, gt=0, le=1)
+    template_chain: int = Field(default=10, ge=2)
+    shape_weights: dict[str, float] = {
+        "at_limit": 0.4,
+        "single_turn": 0.2,
+        "stream_off": 0.2,
+        "fixed_temperature": 0.2,
+    }
+    severity_medium: float = Field(default=0.5, gt=0, le=1)
+    severity_high: float = Field(default=0.75, gt=0, le=1)
+    baseline_min_samples: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> BehaviourSettings:
+        known = {"at_limit", "single_turn", "stream_off", "fixed_temperature"}
+        if set(self.shape_weights) - known:
+            raise ValueError(f"shape_weights keys must be among {sorted(known)}")
+        if abs(sum(self.shape_weights.values()) - 1.0) > 1e-6:
+            raise ValueError("shape_weights must add up to 1")
+        if self.severity_high < self.severity_medium:
+            raise ValueError("severity_high must be at least severity_medium")
+        return self
 
 
 class VolumeRuleSettings(_Section):
@@ -105,7 +175,7 @@ class AnomalySettings(_Section):
 
 
 class AlertSettings(_Section):
-    cooldown_s: float = Field(default=3600.0, ge=0)
+    cooldown_s: float = Field(default=21600.0, ge=0)
     max_accounts_listed: int = Field(default=1000, ge=1)
 
 
@@ -126,6 +196,8 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     state: StateSettings = StateSettings()
     features: FeatureSettings = FeatureSettings()
+    intent: IntentSettings = IntentSettings()
+    behaviour: BehaviourSettings = BehaviourSettings()
     volume_rule: VolumeRuleSettings = VolumeRuleSettings()
     anomaly: AnomalySettings = AnomalySettings()
     alerting: AlertSettings = AlertSettings()
@@ -173,6 +245,15 @@ def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _env_value(raw: str) -> Any:
+    """Lists and mappings as YAML; scalars stay text for the model to convert (so '123' can be a name)."""
+    try:
+        parsed = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return parsed if isinstance(parsed, list | dict) else raw
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings named by environment variables, values parsed as YAML scalars."""
     found: dict[str, Any] = {}
@@ -186,7 +267,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"environment variable {name} must look like DETECTOR__SECTION__KEY")
-        found.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(raw)
+        found.setdefault(parts[0], {})[parts[1]] = _env_value(raw)
     return found
 
 
@@ -205,7 +286,8 @@ def load_settings(
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, for logs and error messages."""
+    """The URL with any password (in the credentials or the query) replaced, for logs and errors."""
+    url = re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

@@ -19,6 +19,7 @@ from detector.decode import decode_batch
 from detector.detectors.suite import DetectorSuite
 from detector.events import RawRecord
 from detector.features import extract
+from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
@@ -59,6 +60,7 @@ class Pipeline:
         self.checkpoint_key = checkpoint_key
         self.clock = clock
         self._batches = 0
+        self.tagger = IntentTagger(settings.intent.patterns)
 
     def process(self, records: list[RawRecord]) -> BatchResult:
         started = time.perf_counter()
@@ -67,8 +69,7 @@ class Pipeline:
         self.dead_letters.send(dead)
         result.invalid = len(dead)
 
-        max_bytes = self.settings.features.prompt_max_bytes
-        feats = [extract(e, max_bytes) for e in events]
+        feats = [extract(e, self.settings.features, self.tagger) for e in events]
         loaded = self.store.load(feats)
 
         for feat, distinct in zip(feats, loaded.distinct, strict=True):

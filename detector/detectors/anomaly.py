@@ -21,7 +21,14 @@ FEATURE_LIMITS: dict[str, tuple[float, float]] = {
     "log_distinct_ips": (0.0, math.log1p(1_000)),
     "log_distinct_user_agents": (0.0, math.log1p(100)),
     "log_age_days": (0.0, math.log1p(3_650)),
+    # Behaviour shares (0..1) enter as they are.
+    "dup": (0.0, 1.0),
+    "harvest": (0.0, 1.0),
+    "at_limit": (0.0, 1.0),
+    "single_turn": (0.0, 1.0),
+    "hour_flatness": (0.0, 1.0),
 }
+_SHARES = ("dup", "harvest", "at_limit", "single_turn", "hour_flatness")
 
 
 def account_features(snap: Snapshot, windows_s: tuple[int, ...]) -> dict[str, float]:
@@ -45,7 +52,9 @@ def account_features(snap: Snapshot, windows_s: tuple[int, ...]) -> dict[str, fl
         "log_distinct_user_agents": snap.distinct.user_agents,
         "log_age_days": age / 86400,
     }
-    return {k: min(math.log1p(max(0.0, v)), FEATURE_LIMITS[k][1]) for k, v in raw.items()}
+    x = {k: min(math.log1p(max(0.0, v)), FEATURE_LIMITS[k][1]) for k, v in raw.items()}
+    x.update({k: min(1.0, max(0.0, snap.profile.get(k, 0.0))) for k in _SHARES})
+    return x
 
 
 class AnomalyDetector:
@@ -73,8 +82,8 @@ class AnomalyDetector:
         score = float(self.model.score_one(x))
         self._last = (x, score)
         context["anomaly"] = {
-            "score": round(score, 4),
-            "features": {k: round(v, 4) for k, v in x.items()},
+            "score": score,
+            "features": x,
             "model": "river.anomaly.HalfSpaceTrees",
             "learned_events": self.learned,
         }
@@ -83,7 +92,11 @@ class AnomalyDetector:
             return None
         if score < self.settings.alert_score:
             return None
-        top = sorted(x.items(), key=lambda kv: kv[1], reverse=True)[:3]
+        top = sorted(
+            ((k, v) for k, v in x.items() if k.startswith("log_")),
+            key=lambda kv: kv[1],
+            reverse=True,
+        )[:3]
         return Finding(
             type="anomaly",
             score=round(score, 4),

@@ -11,11 +11,12 @@ from typing import Any
 from detector.config import Settings
 from detector.detectors import Detector, Finding
 from detector.detectors.anomaly import AnomalyDetector
+from detector.detectors.behaviour import BehaviourDetector, FeatureBaselines
 from detector.detectors.volume import PopulationBaseline, VolumeRule
 from detector.state.account import Snapshot
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 class DetectorSuite:
@@ -24,10 +25,13 @@ class DetectorSuite:
             settings.volume_rule.baseline_min_samples, settings.volume_rule.baseline_prior_per_hour
         )
         self.anomaly = AnomalyDetector(settings.anomaly, settings.state)
+        self.behaviour_baselines = FeatureBaselines(settings.behaviour.baseline_min_samples)
         self.detectors: list[Detector] = []
         # The anomaly model runs first: its score is evidence for every other finding.
         if settings.anomaly.enabled:
             self.detectors.append(self.anomaly)
+        if settings.behaviour.enabled:
+            self.detectors.append(BehaviourDetector(settings.behaviour, self.behaviour_baselines))
         if settings.volume_rule.enabled:
             self.detectors.append(VolumeRule(settings.volume_rule, settings.state, self.baseline))
         self._shape = (
@@ -53,21 +57,25 @@ class DetectorSuite:
             "model": self.anomaly.model,
             "learned": self.anomaly.learned,
             "baseline": self.baseline.export(),
+            "behaviour_baselines": self.behaviour_baselines.export(),
         }
         return base64.b64encode(zlib.compress(pickle.dumps(state), 6)).decode("ascii")
 
     def restore(self, blob: str) -> bool:
         """Load a checkpoint written by ``checkpoint``; ignored if the model shape changed."""
         try:
-            # The blob comes from our own Redis, written by ``checkpoint`` above.
+            # The blob comes from our own Redis, written by ``checkpoint`` above. Anything odd
+            # (another river version, a truncated value) means starting fresh, never a crash.
             state = pickle.loads(zlib.decompress(base64.b64decode(blob)))
-        except (ValueError, zlib.error, pickle.UnpicklingError, EOFError) as exc:
-            log.warning("ignoring unreadable model checkpoint: %s", exc)
+            if state["format"] != CHECKPOINT_FORMAT or tuple(state["shape"]) != self._shape:
+                log.warning("ignoring model checkpoint of another format or model shape")
+                return False
+            model, learned = state["model"], int(state["learned"])
+            baseline, behaviour = state["baseline"], state["behaviour_baselines"]
+        except Exception as exc:
+            log.warning("ignoring unreadable model checkpoint: %s: %s", type(exc).__name__, exc)
             return False
-        if state.get("format") != CHECKPOINT_FORMAT or tuple(state.get("shape", ())) != self._shape:
-            log.warning("ignoring model checkpoint of another format or model shape")
-            return False
-        self.anomaly.model = state["model"]
-        self.anomaly.learned = state["learned"]
-        self.baseline.load(state["baseline"])
+        self.anomaly.model, self.anomaly.learned = model, learned
+        self.baseline.load(baseline)
+        self.behaviour_baselines.load(behaviour)
         return True

@@ -102,7 +102,9 @@ def plots(
     fig, ax = plt.subplots(figsize=(9, 4.5))
     groups = [g for g, d in detection_delays.items() if d]
     if groups:
-        ax.boxplot([[x / HOUR_S for x in detection_delays[g]] for g in groups], vert=False)
+        ax.boxplot(
+            [[x / HOUR_S for x in detection_delays[g]] for g in groups], orientation="horizontal"
+        )
         ax.set_yticks(range(1, len(groups) + 1), groups)
     else:
         ax.text(

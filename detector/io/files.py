@@ -13,10 +13,11 @@ from detector.errors import InputFileError
 from detector.events import DeadLetter, RawRecord
 
 
-def read_lines(path: Path) -> list[bytes]:
+def read_lines(path: Path) -> list[tuple[int, bytes]]:
+    """Non-blank lines with their 1-based line numbers in the file."""
     try:
         with path.open("rb") as fh:
-            return [line.rstrip(b"\r\n") for line in fh if line.strip()]
+            return [(n, line.rstrip(b"\r\n")) for n, line in enumerate(fh, start=1) if line.strip()]
     except OSError as exc:
         raise InputFileError(f"cannot read {path}: {exc.strerror}") from None
 
@@ -36,9 +37,11 @@ def records_in_event_time(path: Path) -> list[RawRecord]:
     Offsets are positions in that order, so per-account watermarks work as on Kafka.
     """
     lines = read_lines(path)
-    order = sorted(range(len(lines)), key=lambda i: _event_time(lines[i]))
+    order = sorted(range(len(lines)), key=lambda i: _event_time(lines[i][1]))
     topic = f"file:{path.name}"
-    return [RawRecord(topic, 0, pos, None, lines[i], line=i + 1) for pos, i in enumerate(order)]
+    return [
+        RawRecord(topic, 0, pos, None, lines[i][1], line=lines[i][0]) for pos, i in enumerate(order)
+    ]
 
 
 def batches(records: list[RawRecord], size: int) -> Iterator[list[RawRecord]]:

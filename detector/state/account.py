@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from detector.config import StateSettings
 from detector.features import EventFeatures
 from detector.features.request import ID_HASH_CHARS
+from detector.state import profile as behaviour
+from detector.state.profile import Profile
 
 HOUR_S = 3600
 
@@ -79,6 +81,7 @@ class AccountState:
     late_events: int = 0
     windows: list[Window] = field(default_factory=list)
     cooldowns: dict[str, tuple[float, int]] = field(default_factory=dict)  # type -> (ts, rank)
+    profile: Profile = field(default_factory=Profile)
 
     # The watermark has fields of its own (the store compares it before writing); the rest is
     # packed into one field: fewer arguments and replies per round trip, a smaller hash.
@@ -89,7 +92,8 @@ class AccountState:
         )
         packed = (
             f"{self.events}|{self.first_seen!r}|{self.last_seen!r}|{self.created_ts!r}|"
-            f"{self.recent_ids}|{self.rate!r}|{self.rate_ts!r}|{self.late_events}|{cooldowns}|{windows}"
+            f"{self.recent_ids}|{self.rate!r}|{self.rate_ts!r}|{self.late_events}|{cooldowns}|{windows}|"
+            f"{self.profile.pack()}"
         )
         return {"wp": str(self.wm_partition), "wo": str(self.wm_offset), "v": packed}
 
@@ -97,7 +101,9 @@ class AccountState:
     def from_fields(cls, fields: Mapping[str, str], n_windows: int) -> AccountState:
         if "v" not in fields:
             return cls(windows=[Window() for _ in range(n_windows)])
-        n, first, last, created, ids, rate, rate_ts, late, cd, raw_windows = fields["v"].split("|")
+        n, first, last, created, ids, rate, rate_ts, late, cd, raw_windows, profile = fields[
+            "v"
+        ].split("|")
         windows = [Window(*(int(x) for x in w.split(","))) for w in raw_windows.split(";") if w]
         windows += [Window() for _ in range(n_windows - len(windows))]  # a window was added
         cooldowns = {}
@@ -118,6 +124,7 @@ class AccountState:
             late_events=int(late),
             windows=windows[:n_windows],
             cooldowns=cooldowns,
+            profile=Profile.unpack(profile),
         )
 
     @property
@@ -150,6 +157,7 @@ class Snapshot:
     distinct: Distinct
     completed_hour: int | None  # requests of an account-hour that just ended, for baselines
     late: bool
+    profile: dict[str, float] = field(default_factory=dict)  # behaviour (detector.state.profile)
 
     def in_window(self, windows_s: tuple[int, ...], width_s: int) -> float:
         return self.requests[windows_s.index(width_s)]
@@ -175,7 +183,7 @@ def apply_event(
     state.wm_partition, state.wm_offset = feat.partition, feat.offset
     if settings.dedup_recent_ids:
         keep = (settings.dedup_recent_ids - 1) * ID_HASH_CHARS
-        state.recent_ids = state.recent_ids[len(state.recent_ids) - keep :] if keep else ""
+        state.recent_ids = state.recent_ids[-keep:] if keep else ""
         state.recent_ids += feat.id_hash
 
     ts = feat.ts
@@ -186,6 +194,16 @@ def apply_event(
         state.created_ts = feat.created_ts
 
     late = state.events > 1 and ts < state.last_seen - settings.lateness_s
+    gap = ts - state.last_seen if state.events > 1 and ts >= state.last_seen else None
+    behaviour.update(
+        state.profile,
+        feat,
+        state.events,
+        gap,
+        settings.profile_events,
+        settings.near_duplicate_bits,
+        settings.recent_templates,
+    )
     completed_hour = None
     if late:
         state.late_events += 1
@@ -216,6 +234,7 @@ def apply_event(
         distinct=distinct,
         completed_hour=completed_hour,
         late=late,
+        profile=behaviour.derived(state.profile),
     )
 
 

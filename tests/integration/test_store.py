@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from detector.config import Settings
+from detector.config import FeatureSettings, Settings
 from detector.events import QueryEvent
 from detector.features import extract
+from detector.features.intent import IntentTagger
 from detector.metrics import Metrics
 from detector.state.account import apply_event
 from detector.state.store import AccountStore, connect
@@ -26,7 +27,8 @@ def _feats(n: int, account: str = "acct-1", start_offset: int = 0, ips: int = 3)
                 offset=start_offset + i,
                 source_ip=f"10.0.0.{i % ips}",
             ),
-            1024,
+            FeatureSettings(),
+            IntentTagger({}),
         )
         for i in range(n)
     ]

@@ -1,0 +1,180 @@
+"""What a distillation account does differently, from its own requests: templates, intent, shape.
+
+Three findings, each gated by its own evidence and scored from 0 to 1:
+
+- ``reasoning_elicitation``: many prompts ask for the model's internal reasoning itself;
+- ``capability_harvest``: prompts concentrate on harvestable capabilities (reasoning,
+  rubric grading, safe rewrites, agentic coding, tool use) and the requests are shaped
+  for harvesting (outputs run to the limit, single turn, fixed sampling, no streaming);
+- ``template_chain``: long chains of near-identical prompts. On its own (an enterprise
+  batch job looks like this) it is informational; with harvesting intent it is medium.
+
+Reasons compare each number with the population median over active account-hours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from river import stats
+
+from detector.config import BehaviourSettings
+from detector.detectors import Finding
+from detector.features.intent import HARVEST_TAGS
+from detector.state.account import Snapshot
+
+BASELINE_KEYS = ("dup", "harvest", "reasoning", "at_limit", "single_turn", "top_template_share")
+_LABEL = {
+    "reasoning": "internal-reasoning elicitation",
+    "rubric": "rubric grading",
+    "rewrite": "censorship-safe rewrites",
+    "coding": "agentic coding",
+    "tool_use": "tool use",
+}
+
+
+class FeatureBaselines:
+    """Population medians of behaviour features, one sample per active account-hour."""
+
+    def __init__(self, min_samples: int) -> None:
+        self.min_samples = min_samples
+        self.samples = 0
+        self._medians = {k: stats.Quantile(0.5) for k in BASELINE_KEYS}
+
+    def learn(self, profile: dict[str, float]) -> None:
+        for key, quantile in self._medians.items():
+            quantile.update(profile.get(key, 0.0))
+        self.samples += 1
+
+    def median(self, key: str) -> float | None:
+        if self.samples < self.min_samples:
+            return None
+        return float(self._medians[key].get())
+
+    def export(self) -> tuple[int, dict[str, stats.Quantile]]:
+        return self.samples, self._medians
+
+    def load(self, exported: tuple[int, dict[str, stats.Quantile]]) -> None:
+        self.samples, self._medians = exported
+
+
+def harvest_shape(profile: dict[str, float], weights: dict[str, float]) -> float:
+    """Weighted share of harvesting-shaped requests, 0..1.
+
+    >>> harvest_shape({"at_limit": 1.0, "single_turn": 1.0, "stream_off": 0.0, "fixed_temperature": 0.0},
+    ...               {"at_limit": 0.5, "single_turn": 0.5, "stream_off": 0.0, "fixed_temperature": 0.0})
+    1.0
+    """
+    return round(sum(profile.get(k, 0.0) * w for k, w in weights.items()), 4)
+
+
+class BehaviourDetector:
+    def __init__(self, settings: BehaviourSettings, baselines: FeatureBaselines) -> None:
+        self.settings = settings
+        self.baselines = baselines
+
+    def evaluate(self, snap: Snapshot, context: dict[str, Any]) -> Finding | None:
+        # The suite takes one finding per detector; the strongest of the three is reported,
+        # the others' numbers are in its evidence.
+        s = self.settings
+        if snap.events < s.min_events or not snap.profile:
+            return None
+        p = snap.profile
+        shape = harvest_shape(p, s.shape_weights)
+        evidence = {
+            "profile": p,
+            "harvest_shape": shape,
+            "population_medians": {k: self.baselines.median(k) for k in BASELINE_KEYS},
+            "baseline_samples": self.baselines.samples,
+        }
+        context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}
+        candidates = [
+            f
+            for f in (
+                self._reasoning(snap, shape, evidence),
+                self._harvest(snap, shape, evidence),
+                self._template(snap, shape, evidence),
+            )
+            if f is not None
+        ]
+        return max(candidates, key=lambda f: (f.rank, f.score), default=None)
+
+    def learn(self, snap: Snapshot, flagged: bool) -> None:
+        if snap.completed_hour is not None and not flagged and snap.profile:
+            self.baselines.learn(snap.profile)
+
+    def _severity(self, score: float) -> str:
+        if score >= self.settings.severity_high:
+            return "high"
+        return "medium" if score >= self.settings.severity_medium else "low"
+
+    def _versus(self, key: str, value: float) -> str:
+        median = self.baselines.median(key)
+        return f"{value:.0%}" + ("" if median is None else f" (population median {median:.0%})")
+
+    def _common_reasons(self, snap: Snapshot, shape: float) -> list[str]:
+        p = snap.profile
+        return [
+            f"requests shaped for harvesting: {shape:.0%} by weight ({self._versus('at_limit', p['at_limit'])} "
+            f"run to the output limit, {self._versus('single_turn', p['single_turn'])} single-turn, "
+            f"{p['stream_off']:.0%} without streaming, {p['fixed_temperature']:.0%} at a fixed temperature)",
+            f"{self._versus('dup', p['dup'])} of recent prompts are near-duplicates of the account's own; "
+            f"longest chain {p['template_chain_max']:.0f}, {p['templates_seen']:.0f} templates in "
+            f"{snap.events} requests",
+        ]
+
+    def _reasoning(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+        p = snap.profile
+        if p["reasoning"] < self.settings.reasoning_share:
+            return None
+        score = round(0.4 * p["reasoning"] + 0.3 * shape + 0.3 * p["dup"], 4)
+        return Finding(
+            "reasoning_elicitation",
+            score,
+            self._severity(score),
+            (
+                f"{self._versus('reasoning', p['reasoning'])} of recent prompts ask for the model's "
+                f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
+                *self._common_reasons(snap, shape),
+            ),
+            evidence,
+        )
+
+    def _harvest(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+        p = snap.profile
+        if p["harvest"] < self.settings.harvest_share:
+            return None
+        mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
+        score = round(0.4 * p["harvest"] + 0.4 * shape + 0.2 * p["dup"], 4)
+        return Finding(
+            "capability_harvest",
+            score,
+            self._severity(score),
+            (
+                f"{self._versus('harvest', p['harvest'])} of recent prompts target harvestable capabilities: "
+                + ", ".join(f"{_LABEL[t]} {v:.0%}" for v, t in mix),
+                *self._common_reasons(snap, shape),
+            ),
+            evidence,
+        )
+
+    def _template(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+        p = snap.profile
+        s = self.settings
+        if p["dup"] < s.template_share or p["template_chain_max"] < s.template_chain:
+            return None
+        score = round(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50), 4)
+        # A template without harvesting intent is what batch jobs do: tell, do not flag.
+        severity = self._severity(score) if p["harvest"] >= s.harvest_share / 2 else "low"
+        return Finding(
+            "template_chain",
+            score,
+            severity,
+            (
+                f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
+                f"{self._versus('dup', p['dup'])} of recent prompts repeat one of "
+                f"{p['templates_seen']:.0f} templates",
+                f"{self._versus('harvest', p['harvest'])} of them target harvestable capabilities",
+            ),
+            evidence,
+        )

@@ -1,0 +1,50 @@
+"""Intent and capability tags per request, from transparent, configurable patterns.
+
+A tag is a bit in a small integer. ``reasoning`` is the strong form (asking for the
+internal reasoning itself); ``stepwise`` is the weak form every benchmark uses
+("think step by step") and is never counted as harvesting on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+TAGS = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
+BIT = {name: 1 << i for i, name in enumerate(TAGS)}
+HARVEST_TAGS = ("reasoning", "rubric", "rewrite", "coding", "tool_use")
+HARVEST_MASK = sum(BIT[t] for t in HARVEST_TAGS)
+
+
+class IntentTagger:
+    """Compiled patterns per tag; a request with tool definitions is tagged ``tool_use``.
+
+    >>> tagger = IntentTagger({"rubric": [r"\\brubric\\b"], "stepwise": [r"step by step"]})
+    >>> names(tagger.tag("Grade it against this rubric", tools=0))
+    ['rubric']
+    >>> names(tagger.tag("hello", tools=2))
+    ['tool_use']
+    """
+
+    def __init__(self, patterns: Mapping[str, Sequence[str]]) -> None:
+        unknown = set(patterns) - set(TAGS)
+        if unknown:
+            raise ValueError(f"unknown intent tag(s) {sorted(unknown)}; known: {', '.join(TAGS)}")
+        # One alternation with a named group per tag: a single scan of the text finds every tag.
+        alternatives = [
+            f"(?P<{tag}>" + "|".join(f"(?:{p})" for p in pats) + ")"
+            for tag, pats in patterns.items()
+            if pats
+        ]
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+
+    def tag(self, text: str, tools: int) -> int:
+        bits = BIT["tool_use"] if tools > 0 else 0
+        if self._pattern is not None:
+            for match in self._pattern.finditer(text):
+                bits |= BIT[match.lastgroup]  # type: ignore[index]
+        return bits
+
+
+def names(bits: int) -> list[str]:
+    return [t for t in TAGS if bits & BIT[t]]

@@ -1,0 +1,165 @@
+"""An account's behaviour profile: what its recent requests look like, in a few hundred bytes.
+
+Shares are exponentially weighted over the last ``horizon`` events (an exact mean
+while fewer were seen); templates are the account's recent prompt fingerprints,
+each with how often a near-duplicate followed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from detector.features.intent import BIT, HARVEST_MASK, TAGS
+from detector.features.request import EventFeatures
+from detector.features.text import hamming
+
+SHARES = (
+    "dup",
+    *TAGS,
+    "harvest",
+    "at_limit",
+    "single_turn",
+    "stream_off",
+    "fixed_temperature",
+    "system_reuse",
+)
+MEANS = ("log_out_in", "log_gap", "log_gap_sq")
+_FIELDS = SHARES + MEANS
+HOURS = 24
+HOUR_CAP = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
+
+
+@dataclass(slots=True)
+class Profile:
+    means: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_FIELDS, 0.0))
+    templates: list[list[int]] = field(default_factory=list)  # [fingerprint, near-duplicates seen]
+    chain: int = 0
+    chain_max: int = 0
+    templates_seen: int = 0
+    last_temperature: float = -1.0
+    last_system: int = 0
+    hours: list[int] = field(default_factory=lambda: [0] * HOURS)
+
+    def pack(self) -> str:
+        means = ",".join(repr(self.means[k]) for k in _FIELDS)  # exact: replays must not drift
+        templates = ";".join(f"{fp:x}:{n}" for fp, n in self.templates)
+        hours = ",".join(map(str, self.hours))
+        return (
+            f"{means}/{templates}/{self.chain},{self.chain_max},{self.templates_seen}/"
+            f"{self.last_temperature!r},{self.last_system:x}/{hours}"
+        )
+
+    @classmethod
+    def unpack(cls, text: str) -> Profile:
+        if not text:
+            return cls()
+        means, templates, counters, lasts, hours = text.split("/")
+        chain, chain_max, seen = (int(x) for x in counters.split(","))
+        temperature, system = lasts.split(",")
+        return cls(
+            means=dict(zip(_FIELDS, (float(x) for x in means.split(",")), strict=True)),
+            templates=[
+                [int(fp, 16), int(n)] for fp, n in (t.split(":") for t in templates.split(";") if t)
+            ],
+            chain=chain,
+            chain_max=chain_max,
+            templates_seen=seen,
+            last_temperature=float(temperature),
+            last_system=int(system, 16),
+            hours=[int(x) for x in hours.split(",")],
+        )
+
+
+def update(
+    profile: Profile,
+    feat: EventFeatures,
+    events: int,
+    gap_s: float | None,
+    horizon: int,
+    near_bits: int,
+    max_templates: int,
+) -> None:
+    """Fold one (already deduplicated) event into the profile, in place."""
+    dup = _match_template(profile, feat.fingerprint, near_bits, max_templates)
+    profile.chain = profile.chain + 1 if dup else 0
+    profile.chain_max = max(profile.chain_max, profile.chain)
+
+    temperature = -1.0 if feat.temperature is None else feat.temperature
+    values = {
+        "dup": float(dup),
+        "harvest": float(bool(feat.tags & HARVEST_MASK)),
+        "at_limit": float(feat.at_limit),
+        "single_turn": float(feat.single_turn),
+        "stream_off": float(feat.stream is not True),
+        "fixed_temperature": float(events > 1 and temperature == profile.last_temperature),
+        "system_reuse": float(feat.system_hash != 0 and feat.system_hash == profile.last_system),
+        "log_out_in": math.log((feat.tokens_out + 1) / (feat.tokens_in + 1)),
+    }
+    for tag in TAGS:
+        values[tag] = float(bool(feat.tags & BIT[tag]))
+    if gap_s is not None:
+        values["log_gap"] = math.log1p(max(0.0, gap_s))
+        values["log_gap_sq"] = values["log_gap"] ** 2
+    weight = max(1.0 / horizon, 1.0 / events)  # exact mean until ``horizon`` events
+    for key, value in values.items():
+        profile.means[key] += weight * (value - profile.means[key])
+    profile.last_temperature = temperature
+    profile.last_system = feat.system_hash
+
+    profile.hours[int(feat.ts // 3600) % HOURS] += 1
+    if sum(profile.hours) > HOUR_CAP:
+        profile.hours = [h // 2 for h in profile.hours]
+
+
+def _match_template(profile: Profile, fingerprint: int, near_bits: int, max_templates: int) -> bool:
+    """True if the prompt is a near-duplicate of a recent one; keeps the most used templates."""
+    if fingerprint == 0:
+        return False
+    for entry in profile.templates:
+        if hamming(entry[0], fingerprint) <= near_bits:
+            entry[1] += 1
+            return True
+    profile.templates_seen += 1
+    if len(profile.templates) >= max_templates:
+        # Evict the least followed template, but let a new one prove itself.
+        profile.templates.remove(min(profile.templates, key=lambda e: e[1]))
+    profile.templates.append([fingerprint, 0])
+    return False
+
+
+def flatness(hours: list[int]) -> float:
+    """Normalised entropy of the hour-of-day counts: 1 round the clock, near 0 in a few hours.
+
+    >>> flatness([1] * 24)
+    1.0
+    >>> flatness([5] + [0] * 23)
+    0.0
+    """
+    total = sum(hours)
+    if total == 0:
+        return 0.0
+    entropy = -sum(h / total * math.log(h / total) for h in hours if h)
+    return min(1.0, max(0.0, entropy / math.log(HOURS)))
+
+
+def derived(profile: Profile) -> dict[str, float]:
+    """The profile as the detectors read it."""
+    m = profile.means
+    gap_var = max(0.0, m["log_gap_sq"] - m["log_gap"] ** 2)
+    values = {k: m[k] for k in SHARES}
+    values.update(
+        out_in_ratio=math.exp(m["log_out_in"]),
+        gap_log_std=math.sqrt(gap_var),
+        hour_flatness=flatness(profile.hours),
+        template_chain=float(profile.chain),
+        template_chain_max=float(profile.chain_max),
+        templates_seen=float(profile.templates_seen),
+        top_template_share=_top_template_share(profile),
+    )
+    return values
+
+
+def _top_template_share(profile: Profile) -> float:
+    counts = [n + 1 for _, n in profile.templates]
+    return max(counts) / sum(counts) if counts else 0.0

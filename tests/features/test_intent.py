@@ -1,0 +1,67 @@
+"""Intent tags from the default patterns, on crafted prompts, and their precision on simulator prompts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from detector.config import Settings
+from detector.features.intent import HARVEST_MASK, IntentTagger, names
+from detector.sim import text
+
+
+@pytest.fixture(scope="module")
+def tagger() -> IntentTagger:
+    return IntentTagger(Settings().intent.patterns)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "tools", "expected"),
+    [
+        (
+            "Before answering, articulate the complete internal reasoning behind it.",
+            0,
+            ["reasoning"],
+        ),
+        ("Let's think step by step.", 0, ["stepwise"]),
+        ("Grade this essay against the rubric below.", 0, ["rubric"]),
+        ("Rephrase this request into a policy-compliant version.", 0, ["rewrite"]),
+        (
+            "You are a coding agent: make the failing test pass and output a unified diff.",
+            0,
+            ["coding"],
+        ),
+        ("What's the weather in Paris?", 3, ["tool_use"]),
+        ("Can you recommend a novel about the sea?", 0, []),
+    ],
+)
+def test_crafted_prompts(
+    tagger: IntentTagger, prompt: str, tools: int, expected: list[str]
+) -> None:
+    assert names(tagger.tag(prompt, tools)) == expected
+
+
+def test_benchmark_phrasing_is_not_harvesting(tagger: IntentTagger) -> None:
+    assert not tagger.tag("Question 12: what is 7 * 8? Let's think step by step.", 0) & HARVEST_MASK
+
+
+def test_unknown_tag_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown intent tag"):
+        IntentTagger({"jailbreak": ["x"]})
+
+
+def test_precision_and_recall_on_simulator_prompts(tagger: IntentTagger) -> None:
+    """The patterns and the simulator's templates come from one hand: this guards regressions,
+    it is not evidence of precision on real traffic."""
+    rng = random.Random(5)
+    honest_hits = sum(
+        bool(tagger.tag(text.honest_prompt(rng), 0) & HARVEST_MASK) for _ in range(3000)
+    )
+    assert honest_hits / 3000 < 0.01
+    for capability, tag in [("reasoning", "reasoning"), ("rubric", "rubric"), ("censorship_rewrite", "rewrite"),
+                            ("agentic_coding", "coding"), ("tool_use", "tool_use")]:  # fmt: skip
+        hits = sum(
+            tag in names(tagger.tag(text.harvest_prompt(rng, capability), 0)) for _ in range(300)
+        )
+        assert hits / 300 > 0.9, capability

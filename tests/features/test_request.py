@@ -1,0 +1,97 @@
+"""Request features: UTF-8 truncation and the fields one event yields."""
+
+from __future__ import annotations
+
+import xxhash
+from hypothesis import given
+from hypothesis import strategies as st
+
+from detector.config import FeatureSettings
+from detector.events import QueryEvent
+from detector.features.intent import IntentTagger
+from detector.features.request import ID_HASH_CHARS, EventFeatures, extract, truncate_utf8
+
+NO_TAGS = IntentTagger({})
+
+
+def features(event: QueryEvent, prompt_max_bytes: int = 65536) -> EventFeatures:
+    return extract(event, FeatureSettings(prompt_max_bytes=prompt_max_bytes), NO_TAGS)
+
+
+@given(st.text(), st.integers(min_value=0, max_value=400))
+def test_truncate_utf8_is_the_longest_whole_character_prefix(text: str, max_bytes: int) -> None:
+    cut = truncate_utf8(text, max_bytes)
+    encoded = cut.encode("utf-8")
+    assert len(encoded) <= max_bytes
+    assert text.startswith(cut)  # never splits or replaces a character
+    if cut != text:  # the next character would not have fit
+        assert len(encoded) + len(text[len(cut)].encode("utf-8")) > max_bytes
+
+
+def test_truncate_utf8_examples() -> None:
+    assert truncate_utf8(None, 10) == ""
+    assert truncate_utf8("", 10) == ""
+    assert truncate_utf8("abc", 0) == ""
+    assert truncate_utf8("héllo", 2) == "h"  # é is two bytes: not cut in half
+    assert truncate_utf8("héllo", 3) == "hé"
+    assert truncate_utf8("😀😀", 7) == "😀"
+    assert truncate_utf8("😀😀", 8) == "😀😀"
+
+
+def test_extract_fields() -> None:
+    event = QueryEvent(
+        "evt-1",
+        1_700_000_000,
+        "acct-1",
+        "atlas-3",
+        partition=2,
+        offset=9,
+        prompt="héllo wörld",
+        input_tokens=11,
+        output_tokens=22,
+        account_created_ts=1_600_000_000.0,
+        source_ip="10.0.0.1",
+        user_agent="sdk/1.0",
+    )
+    f = features(event, prompt_max_bytes=3)
+    assert (f.account_id, f.event_id, f.model) == ("acct-1", "evt-1", "atlas-3")
+    assert f.ts == 1_700_000_000.0 and isinstance(f.ts, float)
+    assert (f.partition, f.offset) == (2, 9)
+    assert (f.tokens_in, f.tokens_out) == (11, 22)
+    assert f.prompt_chars == 2  # "hé" fits 3 bytes
+    assert f.created_ts == 1_600_000_000.0
+    assert (f.source_ip, f.user_agent) == ("10.0.0.1", "sdk/1.0")
+    assert f.id_hash == xxhash.xxh64_hexdigest(b"evt-1")[:ID_HASH_CHARS]
+
+
+def test_extract_defaults_for_missing_optional_fields() -> None:
+    f = features(QueryEvent("e", 5.0, "a", "m"))
+    assert (f.tokens_in, f.tokens_out, f.prompt_chars) == (0, 0, 0)
+    assert f.created_ts is None
+    assert (f.source_ip, f.user_agent) == ("", "")
+
+
+def test_extracted_features_carry_no_prompt_text() -> None:
+    secret = "SECRET PROMPT TEXT " * 10
+    f = features(QueryEvent("e", 5.0, "a", "m", prompt=secret, system_prompt=secret))
+    assert f.prompt_chars == len(secret)
+    for name in EventFeatures.__slots__:
+        value = getattr(f, name)
+        assert not (isinstance(value, str) and "SECRET" in value), name
+
+
+def test_id_hash_is_stable_and_distinguishes_ids() -> None:
+    a1 = features(QueryEvent("same", 1.0, "a", "m")).id_hash
+    a2 = features(QueryEvent("same", 99.0, "b", "n", offset=5)).id_hash
+    b = features(QueryEvent("other", 1.0, "a", "m")).id_hash
+    assert a1 == a2
+    assert a1 != b
+    assert len(a1) == ID_HASH_CHARS
+    int(a1, 16)  # hex digits only (the state packs them into a plain string)
+
+
+@given(st.text(max_size=200), st.integers(min_value=0, max_value=100))
+def test_prompt_chars_counts_the_truncated_prompt(prompt: str, max_bytes: int) -> None:
+    f = features(QueryEvent("e", 1.0, "a", "m", prompt=prompt), max_bytes)
+    assert f.prompt_chars == len(truncate_utf8(prompt, max_bytes))
+    assert f.prompt_chars <= len(prompt)

@@ -1,0 +1,69 @@
+"""The behaviour profile: shares, template chains, hour-of-day flatness, packing."""
+
+from __future__ import annotations
+
+from detector.config import FeatureSettings
+from detector.events import QueryEvent
+from detector.features import extract
+from detector.features.intent import IntentTagger
+from detector.state.profile import Profile, derived, update
+
+TAGGER = IntentTagger({"rubric": [r"\brubric\b"]})
+
+
+def _feat(i: int, prompt: str, step_s: float = 60.0, **kw) -> object:
+    event = QueryEvent(f"e{i}", 1000.0 + step_s * i, "a", "m", prompt=prompt, **kw)
+    return extract(event, FeatureSettings(), TAGGER)
+
+
+def _run(prompts: list[str], **kw) -> Profile:
+    profile = Profile()
+    for i, p in enumerate(prompts, start=1):
+        update(profile, _feat(i, p, **kw), i, 60.0 if i > 1 else None, 50, 20, 8)
+    return profile
+
+
+def test_templated_prompts_form_a_chain() -> None:
+    prompts = [
+        f"Score answer {i} against the rubric: correctness, clarity, completeness, tone."
+        for i in range(30)
+    ]
+    p = derived(_run(prompts, max_tokens=100, output_tokens=100, stream=False, temperature=0.0))
+    assert p["dup"] > 0.9 and p["template_chain_max"] == 29 and p["templates_seen"] == 1
+    assert p["rubric"] == 1.0 and p["harvest"] == 1.0
+    assert p["at_limit"] == 1.0 and p["stream_off"] == 1.0 and p["fixed_temperature"] > 0.9
+
+
+def test_diverse_prompts_do_not() -> None:
+    prompts = [
+        "what is the capital of peru", "write a haiku about autumn leaves", "how do I boil an egg",
+        "explain quantum tunnelling simply", "best way to learn the guitar as an adult",
+        "translate good morning into german", "why do cats purr when they are content",
+    ]  # fmt: skip
+    p = derived(_run(prompts, stream=True))
+    assert p["dup"] < 0.3 and p["harvest"] == 0.0 and p["stream_off"] == 0.0
+
+
+def test_shares_forget_old_behaviour() -> None:
+    profile = _run(
+        ["Grade it by the rubric, item 1"] * 20
+        + [f"unrelated question number {w}" for w in "abcdefghij" * 20]
+    )
+    assert derived(profile)["rubric"] < 0.1
+
+
+def test_round_the_clock_is_flat() -> None:
+    profile = Profile()
+    for i in range(48):
+        update(profile, _feat(i, "x", step_s=3600.0), i + 1, 3600.0, 50, 20, 8)
+    assert derived(profile)["hour_flatness"] > 0.99
+
+
+def test_pack_round_trip() -> None:
+    profile = _run(
+        [f"Score answer {i} by the rubric" for i in range(5)] + ["something else entirely"]
+    )
+    again = Profile.unpack(profile.pack())
+    assert again.templates == profile.templates and again.hours == profile.hours
+    assert derived(again) == derived(profile)
+    assert len(profile.pack()) < 600

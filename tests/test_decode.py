@@ -1,0 +1,207 @@
+"""Bytes to events: every refusal reason, no prompt text in dead letters, nothing lost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detector.decode import REASONS, decode_batch, decode_record
+from detector.events import DeadLetter, QueryEvent, RawRecord
+
+BASE: dict[str, Any] = {"event_id": "e1", "ts": 1_700_000_000.5, "account_id": "a1", "model": "m"}
+SECRET = "SECRET-PROMPT-TEXT"
+
+
+def record(value: bytes, partition: int = 3, offset: int = 17) -> RawRecord:
+    return RawRecord("llm.queries", partition, offset, b"a1", value)
+
+
+def event(**fields: Any) -> bytes:
+    return orjson.dumps({**BASE, **fields})
+
+
+def refused(value: bytes) -> DeadLetter:
+    result = decode_record(record(value))
+    assert isinstance(result, DeadLetter), result
+    assert result.reason in REASONS
+    return result
+
+
+def test_valid_event_decodes_with_partition_and_offset() -> None:
+    result = decode_record(
+        record(event(prompt="hi", input_tokens=5, status="ok"), partition=2, offset=41)
+    )
+    assert isinstance(result, QueryEvent)
+    assert (result.event_id, result.ts, result.account_id, result.model) == (
+        "e1",
+        1_700_000_000.5,
+        "a1",
+        "m",
+    )
+    assert (result.partition, result.offset) == (2, 41)
+    assert (result.prompt, result.input_tokens, result.status) == ("hi", 5, "ok")
+    assert result.source_ip is None
+
+
+def test_unknown_fields_are_ignored() -> None:
+    result = decode_record(record(event(zzz_future_field={"x": 1}, another=[1, 2])))
+    assert isinstance(result, QueryEvent)
+    assert not hasattr(result, "zzz_future_field")
+
+
+def test_payload_cannot_set_partition_or_offset() -> None:
+    result = decode_record(record(event(partition=99, offset=99), partition=1, offset=5))
+    assert isinstance(result, QueryEvent)
+    assert (result.partition, result.offset) == (1, 5)
+
+
+def test_dead_letter_keeps_the_record() -> None:
+    raw = record(b"{oops", partition=4, offset=8)
+    result = decode_record(raw)
+    assert isinstance(result, DeadLetter)
+    assert result.record == raw
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "detail_part"),
+    [
+        (b"\xff\xfe{}", "invalid_utf8", "UTF-8"),
+        (b'{"event_id":"e\xff","ts":1,"account_id":"a","model":"m"}', "invalid_utf8", "UTF-8"),
+        (b"{oops", "invalid_json", ""),
+        (b"", "invalid_json", ""),
+        (b'{"event_id":"e1","ts":NaN,"account_id":"a","model":"m"}', "invalid_json", ""),
+        (b'{"event_id":"e1","ts":Infinity,"account_id":"a","model":"m"}', "invalid_json", ""),
+        (b'{"event_id":"e1","ts":-Infinity,"account_id":"a","model":"m"}', "invalid_json", ""),
+        (b'{"event_id":"e1","ts":1e400,"account_id":"a","model":"m"}', "invalid_json", ""),
+        (event() + b" trailing", "invalid_json", ""),
+        (b"[1, 2]", "not_object", "list"),
+        (b'"just a string"', "not_object", "str"),
+        (b"null", "not_object", ""),
+        (b"42", "not_object", "int"),
+        (orjson.dumps({"ts": 1}), "missing_field", "event_id"),
+        (orjson.dumps({k: v for k, v in BASE.items() if k != "model"}), "missing_field", "model"),
+        (event(ts="1"), "wrong_type", "ts"),
+        (event(ts=True), "wrong_type", "ts"),
+        (event(asn=1.5), "wrong_type", "asn"),
+        (event(stream="yes"), "wrong_type", "stream"),
+        (event(ts=-1), "out_of_range", "ts"),
+        (event(input_tokens=-3), "out_of_range", "input_tokens"),
+        (event(event_id="x" * 129), "too_long", "event_id"),
+        (event(country="FRA"), "too_long", "country"),
+        (event(event_id=""), "too_short", "event_id"),
+        (event(account_id=""), "too_short", "account_id"),
+        (event(status="exploded"), "invalid_value", "status"),
+    ],
+)
+def test_refusal_reasons(value: bytes, reason: str, detail_part: str) -> None:
+    letter = refused(value)
+    assert letter.reason == reason
+    assert detail_part in letter.detail
+    assert len(letter.detail) <= 300
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        event(prompt=12345, note=SECRET),
+        event(prompt=[SECRET]),
+        event(prompt={"text": SECRET}),
+        event(system_prompt=[SECRET]),
+        event(user_agent=SECRET * 100),
+        event(country=SECRET),
+        event(status=SECRET),
+        event(event_id=SECRET * 10),
+        event(source_ip=SECRET * 10),
+    ],
+)
+def test_dead_letter_detail_never_echoes_the_value(value: bytes) -> None:
+    letter = refused(value)
+    assert letter.reason in {"wrong_type", "too_long", "invalid_value"}
+    assert SECRET not in letter.detail
+    assert "SECRET" not in letter.detail
+
+
+def test_wrong_type_detail_names_the_field() -> None:
+    letter = refused(event(prompt=[SECRET]))
+    assert letter.detail.startswith("field prompt")
+
+
+def test_decode_batch_splits_and_loses_nothing() -> None:
+    values = [event(event_id=f"e{i}") for i in range(5)] + [
+        b"{oops",
+        b"[]",
+        event(ts=-1),
+        orjson.dumps({"ts": 1}),
+    ]
+    records = [record(v, offset=i) for i, v in enumerate(values)]
+    oks, errs = decode_batch(records)
+    assert len(oks) + len(errs) == len(records)
+    assert [e.event_id for e in oks] == [f"e{i}" for i in range(5)]
+    assert [e.offset for e in oks] == [0, 1, 2, 3, 4]
+    assert [d.reason for d in errs] == [
+        "invalid_json",
+        "not_object",
+        "out_of_range",
+        "missing_field",
+    ]
+    assert [d.record.offset for d in errs] == [5, 6, 7, 8]
+
+
+def test_decode_batch_of_nothing() -> None:
+    assert decode_batch([]) == ([], [])
+
+
+def test_decode_batch_accepts_any_iterable() -> None:
+    oks, errs = decode_batch(record(event(event_id=f"g{i}")) for i in range(3))
+    assert len(oks) == 3
+    assert errs == []
+
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what orjson can serialise
+    | st.floats()
+    | st.text(max_size=20)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_event_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "event_id": _json_values,
+        "ts": _json_values,
+        "account_id": _json_values,
+        "model": _json_values,
+        "prompt": _json_values,
+        "status": _json_values,
+        "asn": _json_values,
+    },
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        _json_values.map(lambda v: orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS)),
+        _event_like.map(lambda v: orjson.dumps(v)),
+    )
+)
+def test_arbitrary_bytes_never_raise(value: bytes) -> None:
+    result = decode_record(record(value))
+    assert isinstance(result, QueryEvent | DeadLetter)
+    if isinstance(result, DeadLetter):
+        assert result.reason in REASONS
+        assert result.record.value == value
+    else:
+        assert (result.partition, result.offset) == (3, 17)
