@@ -130,6 +130,7 @@ class BehaviourSettings(_Section):
         "stream_off": 0.2,
         "fixed_temperature": 0.2,
     }
+    repetition_weight: float = Field(default=0.4, ge=0, le=1)
     severity_medium: float = Field(default=0.5, gt=0, le=1)
     severity_high: float = Field(default=0.75, gt=0, le=1)
     baseline_min_samples: int = Field(default=30, ge=1)

@@ -100,8 +100,16 @@ class BehaviourDetector:
         return max(candidates, key=lambda f: (f.rank, f.score), default=None)
 
     def learn(self, snap: Snapshot, flagged: bool) -> None:
-        if snap.completed_hour is not None and not flagged and snap.profile:
+        # Only settled profiles of unflagged accounts: campaign accounts are flagged by the time
+        # their profile has ``min_events``, so they do not drag the medians towards themselves.
+        settled = snap.events >= self.settings.min_events
+        if snap.completed_hour is not None and not flagged and settled and snap.profile:
             self.baselines.learn(snap.profile)
+
+    def _manner(self, p: dict[str, float], shape: float) -> float:
+        """How automated-harvesting-like the requests are: their shape and their repetition, 0..1."""
+        w = self.settings.repetition_weight
+        return (1 - w) * shape + w * p["dup"]
 
     def _severity(self, score: float) -> str:
         if score >= self.settings.severity_high:
@@ -127,7 +135,8 @@ class BehaviourDetector:
         p = snap.profile
         if p["reasoning"] < self.settings.reasoning_share:
             return None
-        score = round(0.4 * p["reasoning"] + 0.3 * shape + 0.3 * p["dup"], 4)
+        # Asking for the internal reasoning is itself strong: half the score without any shape.
+        score = round(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * self._manner(p, shape)), 4)
         return Finding(
             "reasoning_elicitation",
             score,
@@ -145,7 +154,8 @@ class BehaviourDetector:
         if p["harvest"] < self.settings.harvest_share:
             return None
         mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
-        score = round(0.4 * p["harvest"] + 0.4 * shape + 0.2 * p["dup"], 4)
+        # Honest products use these capabilities too: it takes the intent *and* the manner.
+        score = round(p["harvest"] * self._manner(p, shape), 4)
         return Finding(
             "capability_harvest",
             score,

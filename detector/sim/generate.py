@@ -38,8 +38,6 @@ RESELLER = ("185.199", 64500, "SG")  # the commercial reseller's own range
 BROWSERS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5)",
             "Mozilla/5.0 (X11; Linux x86_64)", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5)")  # fmt: skip
 SDKS = ("openai-python/1.40.0", "anthropic-sdk-python/0.34.0", "langchain/0.2.11", "node-fetch/3.3")
-SYSTEM_PROMPTS = ("You are a helpful assistant for {w} customers.", "You summarise support tickets about {w}.",
-                  "You are {w}Bot. Answer briefly and politely.", "Extract structured fields about {w} as JSON.")  # fmt: skip
 
 
 @dataclass
@@ -190,18 +188,20 @@ def app_backends(pop: AppBackends, ctx: _Ctx) -> None:
         account = ctx.account(i)
         created = ctx.start - rng.uniform(60, 1200) * DAY_S
         ip, asn, country = _ip(rng, rng.choice(CLOUD))
-        system = rng.choice(SYSTEM_PROMPTS).format(w=text.word(rng))
+        system = text.system_prompt(rng, pop.workload)
         sdk = rng.choice(SDKS)
         rate = rng.lognormvariate(math.log(pop.hourly_requests), 0.6) / HOUR_S
         tz = rng.choice((-5.0, 1.0, 8.0))
+        streamed = pop.workload == "coding_assistant"  # an IDE streams; a backend job does not
         for ts in _times(rng, ctx.start, ctx.end, rate / 0.55, diurnal(tz)):
-            prompt = text.honest_prompt(rng)
+            prompt = text.workload_prompt(rng, pop.workload)
             tools = rng.randint(1, 6) if rng.random() < pop.tool_share else 0
+            turns = rng.choice((1, 3, 5, 7, 9)) if streamed else rng.choice((1, 1, 2, 3))
             ctx.emit(
                 ts=ts, account_id=account, model=ctx.scenario.default_model, account_created_ts=created,
                 org_id=f"org-{account}", billing_fingerprint=f"bill-{account}", source_ip=ip, asn=asn,
                 country=country, user_agent=sdk, client_fingerprint=f"cfp-{account}", prompt=prompt,
-                system_prompt=system, n_messages=rng.choice((1, 1, 2, 3)), tools=tools, stream=False,
+                system_prompt=system, n_messages=turns, tools=tools, stream=streamed and rng.random() < 0.9,
                 **_honest_tokens(rng, prompt, 1),
             )  # fmt: skip
 

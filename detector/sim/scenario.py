@@ -50,6 +50,12 @@ class AppBackends(_Group):
     kind: Literal["app_backend"]
     hourly_requests: float = Field(default=40.0, gt=0)
     tool_share: float = Field(default=0.3, ge=0, le=1)
+    workload: Literal["general", "coding_assistant", "essay_grading"] = Field(
+        default="general",
+        description="general chat; an IDE coding assistant (agentic coding, tools, streamed, "
+        "multi-turn); an ed-tech product grading essays against rubrics. The last two are the "
+        "honest look-alikes of capability harvesting.",
+    )
 
 
 class EnterpriseBatch(_Group):

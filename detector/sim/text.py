@@ -104,6 +104,51 @@ def batch_item(rng: random.Random, template: str) -> str:
     return template.format(t=honest_prompt(rng, max_sentences=2), n=rng.randrange(10**6))
 
 
+_WORKLOAD_SYSTEM = {
+    "general": (
+        "You are a helpful assistant for {w} customers.", "You summarise support tickets about {w}.",
+        "You are {w}Bot. Answer briefly and politely.", "Extract structured fields about {w} as JSON.",
+    ),
+    "coding_assistant": (
+        "You are an AI pair programmer inside the user's IDE. You can read files, run tests and propose edits.",
+        "You are a coding agent for the {w} repository. Use the tools to inspect code before changing it.",
+    ),
+    "essay_grading": (
+        "You are a teaching assistant. Grade essays fairly against the teacher's rubric and explain the grade.",
+    ),
+}  # fmt: skip
+_CODING_TASKS = (
+    "The test test_{w} is failing after my change, can you find out why? Context: {s}",
+    "Refactor `{w}` so it is easier to read, and keep the tests passing. Notes: {s}",
+    "Write the patch for this bug and show it as a unified diff: {s}",
+    "Add type hints to the {w} module. {s}",
+    "Why does this raise an error? {s}",
+    "Explain what `{w}` does and suggest a better name.",
+)  # fmt: skip
+_GRADING_TASKS = (
+    "Grade this essay against the rubric (thesis, evidence, organisation, style; 0-4 each) and give "
+    "feedback for the student. Essay: {e}",
+    "Using the class rubric, score the student's answer and explain which criteria it misses: {e}",
+)
+
+
+def system_prompt(rng: random.Random, workload: str) -> str:
+    return rng.choice(_WORKLOAD_SYSTEM[workload]).format(w=word(rng))
+
+
+def workload_prompt(rng: random.Random, workload: str) -> str:
+    """An honest product's request: general chat, coding-assistant tasks, or essays to grade."""
+    if workload == "coding_assistant":
+        sentences = corpus()
+        return rng.choice(_CODING_TASKS).format(
+            w=word(rng), s=sentences[rng.randrange(len(sentences))]
+        )
+    if workload == "essay_grading":
+        essay = " ".join(honest_prompt(rng, max_sentences=3) for _ in range(rng.randint(2, 5)))
+        return rng.choice(_GRADING_TASKS).format(e=essay)
+    return honest_prompt(rng)
+
+
 def word(rng: random.Random) -> str:
     return rng.choice(_words())
 
