@@ -15,7 +15,12 @@ from detector.cli import main
 
 pytestmark = pytest.mark.integration
 
+# Reached on this scenario when the floors were set: FPR 0.0, precision 1.0, recall 0.93,
+# every campaign at least 83% caught (docs/evaluation/report.md has the default scenario).
 MAX_BENIGN_FPR = 0.02
+MIN_PRECISION = 0.8
+MIN_RECALL = 0.6
+MIN_CAMPAIGN_RATE = 0.4
 
 
 def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None:
@@ -35,6 +40,26 @@ def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None
     } <= set(groups)
     assert sum(g["accounts"] for g in groups.values()) == report["meta"]["accounts"]
     assert report["benign_fpr"] <= MAX_BENIGN_FPR
+    assert report["precision"] >= MIN_PRECISION
+    assert report["recall"] >= MIN_RECALL
+    for g in groups.values():
+        if g["label"] == "malicious":
+            assert g["rate"] >= MIN_CAMPAIGN_RATE, g["group"]
+            assert g["delay_median_s"] is not None and g["events_before_detection_median"] >= 1
+
+    # The per-account behaviour findings carry their numbers and the anomaly model's view.
+    alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
+    harvest = [a for a in alerts if a["type"] in ("capability_harvest", "reasoning_elicitation")]
+    assert harvest and all(a["severity"] != "low" or a["score"] < 0.5 for a in harvest)
+    evidence = harvest[0]["evidence"]
+    assert {"profile", "harvest_shape", "population_medians", "anomaly"} <= set(evidence)
+    alerts_text = (out / "alerts.jsonl").read_text()
+    events = [
+        orjson.loads(line) for line in (out / "events.jsonl").read_bytes().splitlines()[:2000]
+    ]
+    assert not any(
+        e["prompt"][:40] in alerts_text for e in events
+    )  # no prompt text reaches an alert
 
     # The same files scored again through --events/--labels give the same numbers.
     again = tmp_path / "again"
