@@ -14,10 +14,13 @@ TAGS = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
 BIT = {name: 1 << i for i, name in enumerate(TAGS)}
 HARVEST_TAGS = ("reasoning", "rubric", "rewrite", "coding", "tool_use")
 HARVEST_MASK = sum(BIT[t] for t in HARVEST_TAGS)
+_ESCAPES = re.compile(r"\\.")
+_UPPER_OUTSIDE_ESCAPES = re.compile(r"[A-Z]")
 
 
 class IntentTagger:
-    """Compiled patterns per tag; a request with tool definitions is tagged ``tool_use``.
+    """Compiled patterns per tag, matched against lower-cased text; a request with tool
+    definitions is tagged ``tool_use``.
 
     >>> tagger = IntentTagger({"rubric": [r"\\brubric\\b"], "stepwise": [r"step by step"]})
     >>> names(tagger.tag("Grade it against this rubric", tools=0))
@@ -30,19 +33,25 @@ class IntentTagger:
         unknown = set(patterns) - set(TAGS)
         if unknown:
             raise ValueError(f"unknown intent tag(s) {sorted(unknown)}; known: {', '.join(TAGS)}")
-        # One alternation with a named group per tag: a single scan of the text finds every tag.
-        alternatives = [
-            f"(?P<{tag}>" + "|".join(f"(?:{p})" for p in pats) + ")"
+        for tag, pats in patterns.items():
+            for pattern in pats:
+                if _UPPER_OUTSIDE_ESCAPES.search(_ESCAPES.sub("", pattern)):
+                    raise ValueError(
+                        f"intent pattern {pattern!r} ({tag}): patterns match lower-cased text, write them in lower case"
+                    )
+        # One search per tag over the text lower-cased once: ~3x faster than IGNORECASE here.
+        self._compiled = [
+            (BIT[tag], re.compile("|".join(f"(?:{p})" for p in pats)))
             for tag, pats in patterns.items()
             if pats
         ]
-        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
 
     def tag(self, text: str, tools: int) -> int:
         bits = BIT["tool_use"] if tools > 0 else 0
-        if self._pattern is not None:
-            for match in self._pattern.finditer(text):
-                bits |= BIT[match.lastgroup]  # type: ignore[index]
+        lowered = text.lower()
+        for bit, pattern in self._compiled:
+            if not bits & bit and pattern.search(lowered):
+                bits |= bit
         return bits
 
 

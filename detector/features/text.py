@@ -6,7 +6,6 @@ unrelated prompts about half of the 64 bits apart.
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import numpy as np
@@ -16,6 +15,7 @@ _SLOTS = re.compile(r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\"
 _TOKENS = re.compile(r"[a-z_]+|0")
 MAX_TOKENS = 256  # bound the work per prompt: the template shows in its first few hundred words
 _BITS = np.arange(64, dtype=np.uint64)
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constant: multiplying scrambles the left word's bits
 
 
 def normalise(text: str) -> list[str]:
@@ -37,11 +37,16 @@ def simhash(tokens: list[str]) -> int:
     """
     if not tokens:
         return 0
-    grams = [f"{a} {b}" for a, b in itertools.pairwise(tokens)] or tokens
-    hashes = np.fromiter(
-        (xxhash.xxh64_intdigest(g.encode()) for g in grams), dtype=np.uint64, count=len(grams)
+    words = np.fromiter(
+        (xxhash.xxh64_intdigest(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens)
     )
-    bits = (hashes[:, None] >> _BITS) & np.uint64(1)
+    # Bigram hashes from the word hashes, vectorised: one xxhash call per word, not per bigram.
+    grams = (
+        (words[:-1] * _MIX) ^ ((words[1:] << np.uint64(31)) | (words[1:] >> np.uint64(33)))
+        if len(words) > 1
+        else words
+    )
+    bits = (grams[:, None] >> _BITS) & np.uint64(1)
     votes = bits.sum(axis=0, dtype=np.int64) * 2 - len(grams)
     return int(np.packbits((votes > 0)[::-1]).view(">u8")[0])
 
