@@ -15,7 +15,7 @@ from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
 from detector.features.text import normalise, simhash
 
-ID_HASH_CHARS = 12  # 48-bit id hashes: collisions among a few dozen recent ids are negligible
+ID_HASH_CHARS = 8  # 32-bit id hashes: a false match among 32 recent ids is ~1 in 100 million
 AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
 
 
@@ -59,7 +59,7 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
     >>> f = extract(QueryEvent("e1", 10.0, "a1", "m", prompt="héllo"), FeatureSettings(prompt_max_bytes=3),
     ...             IntentTagger({}))
     >>> (f.account_id, f.prompt_chars, len(f.id_hash))
-    ('a1', 2, 12)
+    ('a1', 2, 8)
     """
     prompt = truncate_utf8(event.prompt, settings.prompt_max_bytes)
     system = truncate_utf8(event.system_prompt, settings.prompt_max_bytes)

@@ -7,7 +7,9 @@ each with how often a near-duplicate followed.
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
 from dataclasses import dataclass, field
 
 from detector.features.intent import BIT, HARVEST_MASK, TAGS
@@ -26,6 +28,7 @@ SHARES = (
 )
 MEANS = ("log_out_in", "log_gap", "log_gap_sq")
 _FIELDS = SHARES + MEANS
+_MEANS_FORMAT = f"<{len(_FIELDS)}d"
 HOURS = 24
 HOUR_CAP = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
 
@@ -42,7 +45,10 @@ class Profile:
     hours: list[int] = field(default_factory=lambda: [0] * HOURS)
 
     def pack(self) -> str:
-        means = ",".join(repr(self.means[k]) for k in _FIELDS)  # exact: replays must not drift
+        # Exact float64s, base64-packed: replays must not drift, and text repr is twice the size.
+        means = base64.urlsafe_b64encode(
+            struct.pack(_MEANS_FORMAT, *(self.means[k] for k in _FIELDS))
+        ).decode()
         templates = ";".join(f"{fp:x}:{n}" for fp, n in self.templates)
         hours = ",".join(map(str, self.hours))
         return (
@@ -58,7 +64,13 @@ class Profile:
         chain, chain_max, seen = (int(x) for x in counters.split(","))
         temperature, system = lasts.split(",")
         return cls(
-            means=dict(zip(_FIELDS, (float(x) for x in means.split(",")), strict=True)),
+            means=dict(
+                zip(
+                    _FIELDS,
+                    struct.unpack(_MEANS_FORMAT, base64.urlsafe_b64decode(means)),
+                    strict=True,
+                )
+            ),
             templates=[
                 [int(fp, 16), int(n)] for fp, n in (t.split(":") for t in templates.split(";") if t)
             ],
