@@ -135,7 +135,7 @@ def plots(
                 label=f"{label} ({len(scores)} accounts)",
             )
     ax.set_yscale("log")
-    ax.set_xlabel("highest account-alert score (0: never alerted)")
+    ax.set_xlabel("highest account-alert score, any severity (0: never alerted)")
     ax.set_ylabel("accounts")
     ax.set_title("Score distribution, benign versus malicious accounts")
     ax.legend()
