@@ -72,3 +72,47 @@ def account_alert(
         "event_count": snap.events,
         "detector_version": __version__,
     }
+
+
+def campaign_alert(
+    campaign_id: str, finding: Finding, accounts: list[str], members: int, ts: float, first_seen: float,
+    events: int, emitted_at: float,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "alert_id": alert_id("campaign", campaign_id, finding.type, str(members)),
+        "ts": ts,
+        "emitted_at": emitted_at,
+        "subject_type": "campaign",
+        "subject_id": campaign_id,
+        "type": finding.type,
+        "severity": finding.severity,
+        "score": min(1.0, max(0.0, float(finding.score))),
+        "accounts": accounts,
+        "account_count": members,
+        "reasons": list(finding.reasons),
+        "evidence": _rounded(finding.evidence),
+        "first_seen_ts": first_seen,
+        "event_count": events,
+        "detector_version": __version__,
+    }
+
+
+def member_alert(
+    account: str, campaign_id: str, campaign: Finding, ts: float, emitted_at: float
+) -> dict[str, Any]:
+    """An account alert for a campaign member, so the gateway can act per account."""
+    severity = "medium" if campaign.severity == "medium" else "high"
+    return {
+        "alert_id": alert_id("account", account, "coordinated_cluster", campaign_id),
+        "ts": ts,
+        "emitted_at": emitted_at,
+        "subject_type": "account",
+        "subject_id": account,
+        "type": "coordinated_cluster",
+        "severity": severity,
+        "score": min(1.0, max(0.0, float(campaign.score))),
+        "campaign_id": campaign_id,
+        "reasons": [f"member of campaign {campaign_id}: " + campaign.reasons[0]],
+        "evidence": _rounded({"campaign": campaign.evidence}),
+        "detector_version": __version__,
+    }

@@ -31,6 +31,7 @@ from detector.io.kafka import (
 from detector.metrics import Metrics
 from detector.pipeline import Pipeline
 from detector.service import Worker
+from detector.state.campaigns import CampaignStore
 from detector.state.store import AccountStore, connect
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,18 @@ def build_pipeline(
         if blob and suite.restore(blob):
             log.info("restored model checkpoint (%d learned snapshots)", suite.anomaly.learned)
     store = AccountStore(client, settings.redis, settings.state, metrics)
-    return Pipeline(settings, store, suite, alerts, dead_letters, metrics, checkpoint)
+    campaigns = (
+        CampaignStore(
+            client,
+            settings.redis.key_prefix,
+            settings.campaigns,
+            settings.alerting.max_accounts_listed,
+            metrics,
+        )
+        if settings.campaigns.enabled
+        else None
+    )
+    return Pipeline(settings, store, suite, alerts, dead_letters, metrics, checkpoint, campaigns)
 
 
 def wait_for_redis(client: redis.Redis, url: str, timeout_s: float = REDIS_WAIT_S) -> None:

@@ -175,6 +175,34 @@ class AnomalySettings(_Section):
     checkpoint_every_batches: int = Field(default=50, ge=1)
 
 
+EVIDENCE_KINDS = ("bill", "cfp", "net", "asnua", "tpl")
+
+
+class CampaignSettings(_Section):
+    enabled: bool = True
+    evidence_kinds: tuple[str, ...] = EVIDENCE_KINDS
+    suspect_score: float = Field(default=0.35, ge=0, le=1)
+    min_suspects: int = Field(default=3, ge=2)
+    index_cap: int = Field(default=500, ge=10)
+    evidence_per_account: int = Field(default=16, ge=1)
+    ttl_s: int = Field(default=7 * 86400, ge=60)
+    realert_growth: float = Field(default=1.5, gt=1)
+    high_accounts: int = Field(default=10, ge=2)
+    critical_accounts: int = Field(default=30, ge=2)
+    critical_min_kinds: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> CampaignSettings:
+        unknown = set(self.evidence_kinds) - set(EVIDENCE_KINDS)
+        if unknown:
+            raise ValueError(
+                f"evidence_kinds must be among {list(EVIDENCE_KINDS)}, not {sorted(unknown)}"
+            )
+        if self.critical_accounts < self.high_accounts:
+            raise ValueError("critical_accounts must be at least high_accounts")
+        return self
+
+
 class AlertSettings(_Section):
     cooldown_s: float = Field(default=21600.0, ge=0)
     max_accounts_listed: int = Field(default=1000, ge=1)
@@ -201,6 +229,7 @@ class Settings(_Section):
     behaviour: BehaviourSettings = BehaviourSettings()
     volume_rule: VolumeRuleSettings = VolumeRuleSettings()
     anomaly: AnomalySettings = AnomalySettings()
+    campaigns: CampaignSettings = CampaignSettings()
     alerting: AlertSettings = AlertSettings()
     metrics: MetricsSettings = MetricsSettings()
     service: ServiceSettings = ServiceSettings()

@@ -9,6 +9,7 @@ two re-sends the same alerts (same ``alert_id``) rather than losing them.
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,15 +17,18 @@ from typing import Any
 from detector import alerting
 from detector.config import Settings
 from detector.decode import decode_batch
+from detector.detectors.campaign import evidence_of, judge
 from detector.detectors.suite import DetectorSuite
 from detector.events import RawRecord
-from detector.features import extract
+from detector.features import EventFeatures, extract
 from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
+from detector.state.campaigns import AccountLinks, CampaignStore
 from detector.state.store import AccountStore
 
+SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
 FLAG_RANK = 1  # findings of severity medium or above keep the models from learning the point
 
 
@@ -49,6 +53,7 @@ class Pipeline:
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         checkpoint_key: str | None = None,
+        campaigns: CampaignStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -58,6 +63,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.metrics = metrics
         self.checkpoint_key = checkpoint_key
+        self.campaigns = campaigns
         self.clock = clock
         self._batches = 0
         self.tagger = IntentTagger(settings.intent.patterns)
@@ -72,6 +78,8 @@ class Pipeline:
         feats = [extract(e, self.settings.features, self.tagger) for e in events]
         loaded = self.store.load(feats)
 
+        applied: dict[str, list[EventFeatures]] = defaultdict(list)
+        suspicion: dict[str, float] = defaultdict(float)
         for feat, distinct in zip(feats, loaded.distinct, strict=True):
             state = loaded.states[feat.account_id]
             snap = apply_event(state, feat, distinct, self.settings.state)
@@ -80,16 +88,67 @@ class Pipeline:
                 continue
             result.applied += 1
             result.late += snap.late
-            result.alerts.extend(self._decide(state, snap))
+            applied[feat.account_id].append(feat)
+            alerts, score = self._decide(state, snap)
+            result.alerts.extend(alerts)
+            suspicion[feat.account_id] = max(suspicion[feat.account_id], score)
 
+        marks = self._campaigns(applied, suspicion, result) if self.campaigns else []
         self.alerts.send(result.alerts)
         self.alerts.flush()
         self.dead_letters.flush()
-        result.conflicts = self.store.save(loaded, self._checkpoint_due())
+        result.conflicts = self.store.save(loaded, self._checkpoint_due() + marks)
         self._observe(result, dead, time.perf_counter() - started)
         return result
 
-    def _decide(self, state: AccountState, snap: Snapshot) -> list[dict[str, Any]]:
+    def _campaigns(
+        self,
+        applied: dict[str, list[EventFeatures]],
+        suspicion: dict[str, float],
+        result: BatchResult,
+    ) -> list[tuple[Any, ...]]:
+        """Link the batch's accounts through shared evidence; alert on campaigns that changed."""
+        s = self.settings.campaigns
+        links = [
+            AccountLinks(
+                account,
+                fs[-1].ts,
+                suspicion[account] >= s.suspect_score,
+                len(fs),
+                evidence_of(fs, s.evidence_kinds, s.evidence_per_account),
+            )
+            for account, fs in applied.items()
+        ]
+        last_ts = {link.account_id: link.ts for link in links}
+        marks = []
+        now = self.clock()
+        assert self.campaigns is not None
+        for campaign in self.campaigns.link(links):
+            if campaign.members < s.min_suspects:
+                continue
+            finding = judge(campaign, s)
+            cid = campaign.campaign_id
+            for account in campaign.new_members:
+                ts = last_ts.get(account, campaign.last)
+                result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
+            if campaign.listed:
+                result.alerts.append(
+                    alerting.campaign_alert(
+                        cid,
+                        finding,
+                        campaign.listed,
+                        campaign.members,
+                        campaign.last,
+                        campaign.created,
+                        campaign.events,
+                        now,
+                    )
+                )
+                marks.append(self.campaigns.mark_alerted(campaign))
+        return marks
+
+    def _decide(self, state: AccountState, snap: Snapshot) -> tuple[list[dict[str, Any]], float]:
+        """Alerts for one snapshot, and how suspect the account looks (highest finding score)."""
         findings, context = self.suite.evaluate(snap)
         if "anomaly" in context:
             self.metrics.anomaly_score.observe(context["anomaly"]["score"])
@@ -100,14 +159,16 @@ class Pipeline:
                 alerting.mark_emitted(state, finding, snap.ts)
                 out.append(alerting.account_alert(snap, finding, context, self.clock()))
         self.suite.learn(snap, flagged=any(f.rank >= FLAG_RANK for f in findings))
-        return out
+        # A template alone is what batch jobs do; intent or volume make an account a suspect.
+        suspicion = max((f.score for f in findings if f.type in SUSPECT_TYPES), default=0.0)
+        return out, suspicion
 
-    def _checkpoint_due(self) -> dict[str, str] | None:
+    def _checkpoint_due(self) -> list[tuple[Any, ...]]:
         self._batches += 1
         every = self.settings.anomaly.checkpoint_every_batches
         if self.checkpoint_key is None or self._batches % every:
-            return None
-        return {self.checkpoint_key: self.suite.checkpoint()}
+            return []
+        return [("SET", self.checkpoint_key, self.suite.checkpoint())]
 
     def _observe(self, result: BatchResult, dead: list[Any], seconds: float) -> None:
         m = self.metrics

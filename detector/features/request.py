@@ -6,6 +6,8 @@ fingerprint and tags travel on.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from dataclasses import dataclass
 
 import xxhash
@@ -16,6 +18,7 @@ from detector.features.intent import IntentTagger
 from detector.features.text import normalise, simhash
 
 ID_HASH_CHARS = 8  # 32-bit id hashes: a false match among 32 recent ids is ~1 in 100 million
+PREFIX_TOKENS = 8  # a template's fixed opening: honest prompts rarely share their first 8 words
 AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
 
 
@@ -41,6 +44,12 @@ class EventFeatures:
     stream: bool | None = None
     temperature: float | None = None
     system_hash: int = 0
+    # Cross-account evidence: values other accounts may share (see detector.campaigns).
+    billing: str = ""
+    client: str = ""
+    network: str = ""  # /24 of IPv4, /48 of IPv6
+    asn_agent: str = ""  # ASN together with the user agent
+    prefix: int = 0  # hash of the prompt's first words: a template's fixed opening
 
 
 def truncate_utf8(text: str | None, max_bytes: int) -> str:
@@ -64,6 +73,7 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
     prompt = truncate_utf8(event.prompt, settings.prompt_max_bytes)
     system = truncate_utf8(event.system_prompt, settings.prompt_max_bytes)
     out = event.output_tokens or 0
+    tokens = normalise(prompt)
     return EventFeatures(
         account_id=event.account_id,
         event_id=event.event_id,
@@ -78,11 +88,37 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
         created_ts=event.account_created_ts,
         source_ip=event.source_ip or "",
         user_agent=event.user_agent or "",
-        fingerprint=simhash(normalise(prompt)),
+        fingerprint=simhash(tokens),
         tags=tagger.tag(prompt, event.tools or 0),
         single_turn=(event.n_messages or 1) <= 1,
         at_limit=bool(event.max_tokens) and out >= AT_LIMIT_FRACTION * (event.max_tokens or 0),
         stream=event.stream,
         temperature=event.temperature,
         system_hash=xxhash.xxh64_intdigest(system.encode("utf-8")) if system else 0,
+        billing=event.billing_fingerprint or "",
+        client=event.client_fingerprint or "",
+        network=network_of(event.source_ip),
+        asn_agent=f"{event.asn}|{xxhash.xxh64_hexdigest((event.user_agent or '').encode())[:8]}"
+        if event.asn is not None
+        else "",
+        prefix=xxhash.xxh64_intdigest(" ".join(tokens[:PREFIX_TOKENS]).encode())
+        if len(tokens) >= 2 * PREFIX_TOKENS
+        else 0,
     )
+
+
+@functools.lru_cache(maxsize=65536)  # addresses repeat; parsing one costs ~6 us
+def network_of(ip: str | None) -> str:
+    """The /24 of an IPv4 address or the /48 of an IPv6 one; empty if it is not an address.
+
+    >>> network_of("203.0.113.77"), network_of("2001:db8:aa:bb::1"), network_of("nonsense")
+    ('203.0.113.0/24', '2001:db8:aa::/48', '')
+    """
+    if not ip:
+        return ""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))

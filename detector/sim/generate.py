@@ -53,6 +53,7 @@ class _Ctx:
     group: str
     label: str
     traffic: Traffic
+    style: str = ""  # a campaign's house style for its prompts
 
     @property
     def start(self) -> float:
@@ -270,7 +271,7 @@ def _harvest(ctx: _Ctx, capabilities: tuple[str, ...], **fields: Any) -> None:
     """One campaign request: templated prompt, fixed sampling, long outputs, no streaming."""
     rng = ctx.rng
     capability = rng.choice(capabilities)
-    prompt = text.harvest_prompt(rng, capability)
+    prompt = text.harvest_prompt(rng, capability, style=ctx.style)
     max_tokens = 4096
     ctx.emit(
         prompt=prompt, n_messages=fields.pop("n_messages", 1), max_tokens=max_tokens, temperature=0.0,
@@ -390,7 +391,12 @@ def simulate(scenario: Scenario, progress: Callable[[str], None] | None = None) 
         if progress:
             progress(group.name)
         rng = random.Random(scenario.seed * 1_000_003 + zlib.crc32(group.name.encode()))
-        _GENERATORS[group.kind](group, _Ctx(scenario, rng, group.name, label, traffic))
+        style = (
+            text.house_style(random.Random(zlib.crc32(group.name.encode())))
+            if label == "malicious"
+            else ""
+        )
+        _GENERATORS[group.kind](group, _Ctx(scenario, rng, group.name, label, traffic, style))
     end = scenario.start_ts + scenario.days * DAY_S
     traffic.events = [e for e in traffic.events if scenario.start_ts <= e["ts"] < end]
     traffic.events.sort(key=lambda e: (e["ts"], e["event_id"]))

@@ -190,7 +190,21 @@ HARVEST_TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 
-def harvest_prompt(rng: random.Random, capability: str, template_index: int | None = None) -> str:
+# How an operator's tooling frames every request: each campaign has a house style of its own.
+HOUSE_STYLES = (
+    "", "### Instruction", "Task:", "[job]", "You are an expert assistant.", "Please help with the following.",
+    "INPUT:", "Q:", "<task>", "System: answer carefully.", "Request:", "## Prompt", "Follow these instructions.",
+    "Context: evaluation run.", "[auto]", "Assignment:", "Directive:", "Work item:",
+)  # fmt: skip
+
+
+def house_style(rng: random.Random) -> str:
+    return rng.choice(HOUSE_STYLES)
+
+
+def harvest_prompt(
+    rng: random.Random, capability: str, template_index: int | None = None, style: str = ""
+) -> str:
     templates = HARVEST_TEMPLATES[capability]
     template = (
         templates[template_index % len(templates)]
@@ -198,7 +212,7 @@ def harvest_prompt(rng: random.Random, capability: str, template_index: int | No
         else rng.choice(templates)
     )
     sentences = corpus()
-    return template.format(
+    return (f"{style} " if style else "") + template.format(
         n=rng.randrange(10**6),
         s=sentences[rng.randrange(len(sentences))],
         w=word(rng),

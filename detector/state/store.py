@@ -52,7 +52,7 @@ for k = 1, #KEYS do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
 return 1
 """
 
-_REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
 @dataclass
@@ -86,8 +86,8 @@ class AccountStore:
         self._prefix = redis_settings.key_prefix
         self._state = state_settings
         self._metrics = metrics
-        self._load_sha = _sha1(_LOAD_LUA)
-        self._save_sha = _sha1(_SAVE_LUA)
+        self._load_sha = sha1(_LOAD_LUA)
+        self._save_sha = sha1(_SAVE_LUA)
 
     def keys(self, account_id: str) -> list[str]:
         base = f"{self._prefix}acct:{{{account_id}}}"
@@ -117,8 +117,11 @@ class AccountStore:
         marks = {a: s.watermark for a, s in states.items()}
         return LoadedBatch(states, marks, distinct)
 
-    def save(self, batch: LoadedBatch, extra: dict[str, bytes] | None = None) -> list[str]:
-        """Write changed states back; returns the accounts whose write was refused."""
+    def save(self, batch: LoadedBatch, extra: list[tuple[Any, ...]] | None = None) -> list[str]:
+        """Write changed states back, with ``extra`` commands in the same round trip.
+
+        Returns the accounts whose write was refused.
+        """
         calls = []
         accounts = []
         for account, state in batch.states.items():
@@ -137,7 +140,7 @@ class AccountStore:
         self,
         calls: list[tuple[str, list[str], list[Any]]],
         op: str,
-        extra: dict[str, bytes] | None = None,
+        extra: list[tuple[Any, ...]] | None = None,
     ) -> list[Any]:
         if not calls and not extra:
             return []
@@ -150,23 +153,23 @@ class AccountStore:
                 self._client.script_load(_LOAD_LUA)
                 self._client.script_load(_SAVE_LUA)
                 return self._pipeline(calls, extra)
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         finally:
             self._metrics.redis_seconds.labels(op).observe(time.perf_counter() - started)
 
     def _pipeline(
-        self, calls: list[tuple[str, list[str], list[Any]]], extra: dict[str, bytes] | None
+        self, calls: list[tuple[str, list[str], list[Any]]], extra: list[tuple[Any, ...]] | None
     ) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for sha, keys, args in calls:
             pipe.evalsha(sha, len(keys), *keys, *args)
-        for key, value in (extra or {}).items():
-            pipe.set(key, value)
+        for command in extra or ():
+            pipe.execute_command(*command)
         return pipe.execute()[: len(calls)]
 
 
-def _sha1(script: str) -> str:
+def sha1(script: str) -> str:
     """The name Redis gives a script, so EVALSHA needs no SCRIPT EXISTS round trip."""
     return hashlib.sha1(script.encode("utf-8")).hexdigest()
 
