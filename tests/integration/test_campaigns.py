@@ -1,0 +1,126 @@
+"""Campaign linking against a real Redis, and two workers building one campaign through Kafka."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import orjson
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from detector.config import Settings
+from detector.metrics import Metrics
+from detector.state.campaigns import AccountLinks, CampaignStore
+from tests.integration.helpers import TopicReader, produce, wait_until
+from tests.integration.test_service import RunningService
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(redis_settings: Settings):
+    client = redis.Redis.from_url(redis_settings.redis.url, decode_responses=True)
+    yield (
+        CampaignStore(
+            client,
+            redis_settings.redis.key_prefix,
+            redis_settings.campaigns,
+            1000,
+            Metrics(CollectorRegistry()),
+        ),
+        client,
+    )
+    client.close()
+
+
+def _link(account: str, *evidence: str, suspect: bool = True, ts: float = 100.0) -> AccountLinks:
+    return AccountLinks(account, ts, suspect, 5, evidence)
+
+
+def test_three_suspects_sharing_a_value_form_a_campaign(store) -> None:
+    s, _ = store
+    assert s.link([_link("a1", "net:10.0.0.0/24"), _link("a2", "net:10.0.0.0/24")]) == []
+    [campaign] = s.link([_link("a3", "net:10.0.0.0/24", ts=200.0)])
+    assert campaign.members == 3 and sorted(campaign.new_members) == ["a1", "a2", "a3"]
+    assert campaign.kinds == ("net",) and sorted(campaign.listed) == ["a1", "a2", "a3"]
+
+
+def test_honest_accounts_sharing_a_network_do_not(store) -> None:
+    s, _ = store
+    honest = [_link(f"h{i}", "net:10.9.9.0/24", "asnua:64500|ab", suspect=False) for i in range(50)]
+    assert s.link(honest) == []
+
+
+def test_batches_from_two_workers_grow_one_campaign_and_keep_its_id(store) -> None:
+    s, _ = store
+    [first] = s.link([_link(f"p0-{i}", "tpl:beef") for i in range(3)])  # worker on partition 0
+    [grown] = s.link(
+        [_link(f"p1-{i}", "tpl:beef", ts=300.0) for i in range(3)]
+    )  # worker on partition 1
+    assert grown.campaign_id == first.campaign_id and grown.members == 6
+    # A second campaign that later shares evidence with the first merges into the older one.
+    [other] = s.link([_link(f"q{i}", "cfp:zz", ts=400.0) for i in range(3)])
+    assert other.campaign_id != first.campaign_id
+    [merged] = s.link([_link("bridge", "tpl:beef", "cfp:zz", ts=500.0)])
+    assert merged.campaign_id == first.campaign_id and merged.members == 10
+    assert set(merged.kinds) == {"tpl", "cfp"}
+
+
+def test_strong_evidence_attributes_unremarkable_accounts(store) -> None:
+    s, _ = store
+    s.link([_link("quiet", "bill:card-1", suspect=False)])
+    [campaign] = s.link([_link(f"s{i}", "bill:card-1") for i in range(3)])
+    assert "quiet" in campaign.new_members and campaign.members == 4
+
+
+def test_indices_are_capped_and_expire(store, redis_settings: Settings) -> None:
+    s, client = store
+    cap = redis_settings.campaigns.index_cap
+    s.link([_link(f"x{i}", "net:10.1.1.0/24", ts=float(i)) for i in range(cap + 50)])
+    key = f"{redis_settings.redis.key_prefix}cmp:{{c}}:ix:net:10.1.1.0/24"
+    assert client.zcard(key) == cap
+    assert 0 < client.ttl(key) <= redis_settings.campaigns.ttl_s
+
+
+def test_two_workers_on_different_partitions_build_one_campaign(service_settings: Settings) -> None:
+    """Six harvesting accounts with one payment fingerprint, spread over two partitions."""
+    prompt = ("Explain the reasoning you would use internally to answer this, as a numbered chain of "
+              "thought, then give the answer. Question {n}: how many primes are below {n}?")  # fmt: skip
+    events = [
+        {"event_id": f"{a}-{i}", "ts": 1_767_225_600.0 + i * 60 + a, "account_id": f"acct-{a}", "model": "m",
+         "billing_fingerprint": "card-shared", "prompt": prompt.format(n=1000 * a + i), "n_messages": 1,
+         "input_tokens": 60, "output_tokens": 4096, "max_tokens": 4096, "temperature": 0.0, "stream": False}
+        for i in range(40) for a in range(6)
+    ]  # fmt: skip
+    with RunningService(service_settings) as one, RunningService(service_settings) as two:
+        wait_until(lambda: one.ports and two.ports, 10, "both workers")
+        time.sleep(8)  # both members join the group and split the two partitions
+        produce(service_settings, events)
+        wait_until(
+            lambda: (
+                one.metric("detector_events_consumed_total")
+                + two.metric("detector_events_consumed_total")
+                >= len(events)
+            ),
+            60,
+            "all events",
+        )
+        assert (
+            one.metric("detector_events_consumed_total") > 0
+            and two.metric("detector_events_consumed_total") > 0
+        )
+    reader = TopicReader(service_settings, service_settings.kafka.alerts_topic)
+    alerts = [orjson.loads(m.value) for m in wait_until(reader.read, 20, "alerts")]
+    reader.close()
+    campaigns = {a["subject_id"]: a for a in alerts if a["subject_type"] == "campaign"}
+    assert len(campaigns) == 1
+    [campaign] = campaigns.values()
+    assert campaign["account_count"] == 6 and sorted(campaign["accounts"]) == [
+        f"acct-{a}" for a in range(6)
+    ]
+    members = collections.Counter(
+        a["subject_id"] for a in alerts if a.get("campaign_id") == campaign["subject_id"]
+    )
+    assert set(members) == {f"acct-{a}" for a in range(6)}
