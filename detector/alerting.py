@@ -76,13 +76,14 @@ def account_alert(
 
 def campaign_alert(
     campaign_id: str, finding: Finding, accounts: list[str], members: int, ts: float, first_seen: float,
-    events: int, emitted_at: float,
+    events: int, emitted_at: float, trigger: str, subject_type: str = "campaign",
 ) -> dict[str, Any]:  # fmt: skip
+    """A campaign or source alert; ``trigger`` makes the id (the same change, the same id)."""
     return {
-        "alert_id": alert_id("campaign", campaign_id, finding.type, str(members)),
+        "alert_id": alert_id(subject_type, campaign_id, finding.type, trigger),
         "ts": ts,
         "emitted_at": emitted_at,
-        "subject_type": "campaign",
+        "subject_type": subject_type,
         "subject_id": campaign_id,
         "type": finding.type,
         "severity": finding.severity,

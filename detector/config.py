@@ -190,6 +190,15 @@ class CampaignSettings(_Section):
     high_accounts: int = Field(default=10, ge=2)
     critical_accounts: int = Field(default=30, ge=2)
     critical_min_kinds: int = Field(default=2, ge=1)
+    pivot_window_s: float = Field(default=86400.0, gt=0)
+    pivot_min_share: float = Field(default=0.3, gt=0, le=1)
+    pivot_min_ratio: float = Field(default=2.0, ge=1)
+    pivot_min_requests: int = Field(default=20, ge=1)
+    source_min_share: float = Field(default=0.2, gt=0, le=1)
+    source_high_share: float = Field(default=0.8, gt=0, le=1)
+    source_min_accounts: int = Field(default=5, ge=1)
+    source_min_requests: int = Field(default=200, ge=1)
+    source_realert_delta: float = Field(default=0.2, gt=0, le=1)
 
     @model_validator(mode="after")
     def _valid(self) -> CampaignSettings:

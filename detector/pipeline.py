@@ -9,15 +9,15 @@ two re-sends the same alerts (same ``alert_id``) rather than losing them.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from detector import alerting
 from detector.config import Settings
 from detector.decode import decode_batch
-from detector.detectors.campaign import evidence_of, judge
+from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.detectors.suite import DetectorSuite
 from detector.events import RawRecord
 from detector.features import EventFeatures, extract
@@ -25,7 +25,7 @@ from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
-from detector.state.campaigns import AccountLinks, CampaignStore
+from detector.state.campaigns import AccountLinks, CampaignStore, campaign_id
 from detector.state.store import AccountStore
 
 SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
@@ -107,8 +107,12 @@ class Pipeline:
         suspicion: dict[str, float],
         result: BatchResult,
     ) -> list[tuple[Any, ...]]:
-        """Link the batch's accounts through shared evidence; alert on campaigns that changed."""
+        """Link the batch's accounts through shared evidence; alert on what changed.
+
+        Returns the commands that record the alerts, written with the batch's state.
+        """
         s = self.settings.campaigns
+        assert self.campaigns is not None
         links = [
             AccountLinks(
                 account,
@@ -116,18 +120,21 @@ class Pipeline:
                 suspicion[account] >= s.suspect_score,
                 len(fs),
                 evidence_of(fs, s.evidence_kinds, s.evidence_per_account),
+                tuple(Counter(f.model for f in fs).items()),
             )
             for account, fs in applied.items()
         ]
         last_ts = {link.account_id: link.ts for link in links}
-        marks = []
+        linked = self.campaigns.link(links)
+        marks: list[tuple[Any, ...]] = []
         now = self.clock()
-        assert self.campaigns is not None
-        for campaign in self.campaigns.link(links):
+        judged = {}
+        for campaign in linked.campaigns:
             if campaign.members < s.min_suspects:
                 continue
             finding = judge(campaign, s)
             cid = campaign.campaign_id
+            judged[campaign.root] = finding
             for account in campaign.new_members:
                 ts = last_ts.get(account, campaign.last)
                 result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
@@ -142,9 +149,48 @@ class Pipeline:
                         campaign.created,
                         campaign.events,
                         now,
+                        trigger=str(campaign.members),
                     )
                 )
                 marks.append(self.campaigns.mark_alerted(campaign))
+            moved = pivot(campaign, linked.model_first_seen, s, finding)
+            if moved is not None:
+                model, pivot_finding = moved
+                result.alerts.append(
+                    alerting.campaign_alert(
+                        cid,
+                        pivot_finding,
+                        campaign.listed,
+                        campaign.members,
+                        campaign.last,
+                        campaign.created,
+                        campaign.events,
+                        now,
+                        trigger=model,
+                    )
+                )
+                marks.append(self.campaigns.mark_pivot(campaign, model))
+        for mix in linked.sources:
+            finding = source(mix, s)
+            if finding is None:
+                continue
+            evidence = dict(finding.evidence, campaign_id=campaign_id(mix.campaign_root))
+            finding = replace(finding, evidence=evidence)
+            result.alerts.append(
+                alerting.campaign_alert(
+                    mix.evidence,
+                    finding,
+                    [],
+                    mix.campaign_accounts,
+                    max(last_ts.values()),
+                    0.0,
+                    mix.requests,
+                    now,
+                    trigger=f"{mix.request_share:.1f}",
+                    subject_type="source",
+                )
+            )
+            marks.append(self.campaigns.mark_source(mix))
         return marks
 
     def _decide(self, state: AccountState, snap: Snapshot) -> tuple[list[dict[str, Any]], float]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from detector.config import CampaignSettings
 from detector.detectors import Finding
 from detector.features import EventFeatures
-from detector.state.campaigns import AccountLinks, CampaignState
+from detector.state.campaigns import AccountLinks, CampaignState, SourceMix
 
 KIND_NAMES = {
     "bill": "billing fingerprint",
@@ -79,4 +79,84 @@ def judge(campaign: CampaignState, settings: CampaignSettings) -> Finding:
     )
 
 
-__all__ = ["AccountLinks", "evidence_of", "judge"]
+def pivot(
+    campaign: CampaignState, first_seen: dict[str, float], settings: CampaignSettings, base: Finding
+) -> tuple[str, Finding] | None:
+    """A campaign moving a large share of its traffic to a newly seen model, faster than everyone else."""
+    total = sum(campaign.models.values())
+    population = sum(campaign.population_models.values())
+    if total < settings.pivot_min_requests or not population:
+        return None
+    for model, count in sorted(campaign.models.items(), key=lambda kv: -kv[1]):
+        seen = first_seen.get(model)
+        if (
+            model in campaign.pivoted
+            or seen is None
+            or campaign.last - seen > settings.pivot_window_s
+        ):
+            continue
+        share = count / total
+        pop_share = campaign.population_models.get(model, 0) / population
+        if share < settings.pivot_min_share or share < settings.pivot_min_ratio * pop_share:
+            continue
+        hours = (campaign.last - seen) / 3600
+        severity = "critical" if base.severity == "critical" else "high"
+        return model, Finding(
+            "model_pivot",
+            round(min(1.0, 0.5 + share / 2), 4),
+            severity,
+            (
+                f"campaign sent {share:.0%} of its last two hours' {total} requests to {model}, "
+                f"first seen {hours:.1f} h earlier; all traffic sent it {pop_share:.0%}",
+                base.reasons[0],
+            ),
+            {
+                "model": model,
+                "campaign_share": round(share, 4),
+                "population_share": round(pop_share, 4),
+                "hours_since_first_seen": round(hours, 2),
+                "campaign_requests_2h": total,
+                "members": campaign.members,
+            },
+        )
+    return None
+
+
+def source(mix: SourceMix, settings: CampaignSettings) -> Finding | None:
+    """An origin carrying campaign traffic, with the mix, so a reseller is not blocked wholesale."""
+    share = mix.request_share
+    if (
+        share < settings.source_min_share
+        or mix.campaign_accounts < settings.source_min_accounts
+        or mix.requests < settings.source_min_requests
+    ):
+        return None
+    if mix.alerted_share and abs(share - mix.alerted_share) < settings.source_realert_delta:
+        return None
+    kind, _, value = mix.evidence.partition(":")
+    what = "IP range" if kind == "net" else "ASN and user agent"
+    mostly = share >= settings.source_high_share
+    return Finding(
+        "campaign_source",
+        round(share, 4),
+        "high" if mostly else "medium",
+        (
+            f"{what} {value}: {share:.0%} of its {mix.requests} requests and {mix.campaign_accounts} of its "
+            f"~{mix.accounts} accounts are campaign traffic",
+            "mostly abusive: the source can be throttled"
+            if mostly
+            else "mixed with honest customers: act on the campaign's accounts, do not block the source",
+        ),
+        {
+            "source": mix.evidence,
+            "requests": mix.requests,
+            "campaign_requests": mix.campaign_requests,
+            "accounts": mix.accounts,
+            "campaign_accounts": mix.campaign_accounts,
+            "request_share": round(share, 4),
+            "account_share": round(mix.account_share, 4),
+        },
+    )
+
+
+__all__ = ["AccountLinks", "evidence_of", "judge", "pivot", "source"]

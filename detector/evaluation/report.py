@@ -65,6 +65,20 @@ def markdown(evaluation: Evaluation, meta: dict[str, Any], plots: list[str]) -> 
         lines.append(
             "No campaign alerts were emitted, so purity and adjusted Rand index are not defined."
         )
+    lines += ["", "## Model pivots", ""]
+    if e.model_pivots:
+        lines += [
+            f"Newest model `{meta.get('newest_model')}`, released at event time {meta.get('newest_release_ts')}.",
+            "",
+            "| campaign alert | true campaign | model | hours after release |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p['campaign_id']} | {p['true_campaign']} | {p['model']} | {p['hours_after_release']} |"
+            for p in e.model_pivots
+        ]
+    else:
+        lines.append("No model_pivot alerts.")
     lines += ["", "## Alerts by subject and type", "", "| subject:type | alerts |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in e.alerts_by_type.items()] or ["| (none) | 0 |"]
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

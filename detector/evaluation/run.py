@@ -38,6 +38,8 @@ def write_simulation(
         "events": len(traffic.events),
         "accounts": len(traffic.labels),
         "start_ts": scenario.start_ts,
+        "newest_model": scenario.newest.name,
+        "newest_release_ts": scenario.start_ts + scenario.newest.released_at_h * 3600,
     }
     (out / "labels.json").write_bytes(
         orjson.dumps(
@@ -119,7 +121,7 @@ def run_evaluation(
         progress("score", 0, 1)
     alerts = [orjson.loads(line) for line in alerts_path.read_bytes().splitlines() if line]
     times = _event_times(events)
-    evaluation = evaluate(alerts, account_labels, times)
+    evaluation = evaluate(alerts, account_labels, times, meta.get("newest_release_ts"))
 
     delays: dict[str, list[float]] = defaultdict(list)
     first_flag: dict[str, float] = {}

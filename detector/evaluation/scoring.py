@@ -44,6 +44,7 @@ class Evaluation:
     false_negatives: int
     alerts_by_type: dict[str, int]
     campaign_grouping: dict[str, Any] | None
+    model_pivots: list[dict[str, Any]] = field(default_factory=list)
     account_scores: dict[str, list[float]] = field(
         default_factory=dict
     )  # label -> max alert score per account
@@ -100,6 +101,7 @@ def evaluate(
     alerts: Iterable[Mapping[str, Any]],
     labels: Mapping[str, Mapping[str, str]],
     event_times: Mapping[str, list[float]],
+    release_ts: float | None = None,
 ) -> Evaluation:
     """Score ``alerts`` against ``labels`` (account -> {label, group}).
 
@@ -109,11 +111,14 @@ def evaluate(
     max_score: dict[str, float] = defaultdict(float)
     by_type: Counter[str] = Counter()
     campaign_members: dict[str, str] = {}
+    pivot_alerts = []
     for alert in alerts:
         by_type[f"{alert['subject_type']}:{alert['type']}"] += 1
         if alert["subject_type"] == "campaign":
             for account in alert.get("accounts", []):
                 campaign_members[account] = alert["subject_id"]
+            if alert["type"] == "model_pivot":
+                pivot_alerts.append(alert)
             continue
         if alert["subject_type"] != "account":
             continue
@@ -179,6 +184,23 @@ def evaluate(
             "adjusted_rand_index": round(adjusted_rand_index(truth, predicted), 4),
         }
 
+    # Which true campaign each detected campaign mostly is, for the pivot table.
+    majority: dict[str, Counter[str]] = defaultdict(Counter)
+    for account, cid in campaign_members.items():
+        majority[cid][labels.get(account, {}).get("group", "unknown")] += 1
+    pivots = [
+        {
+            "campaign_id": a["subject_id"],
+            "true_campaign": majority[a["subject_id"]].most_common(1)[0][0]
+            if majority[a["subject_id"]]
+            else None,
+            "model": a.get("evidence", {}).get("model"),
+            "ts": a["ts"],
+            "hours_after_release": round((a["ts"] - release_ts) / 3600, 2) if release_ts else None,
+        }
+        for a in pivot_alerts
+    ]
+
     scores: dict[str, list[float]] = {"benign": [], "malicious": []}
     for account, info in labels.items():
         scores[info["label"]].append(max_score.get(account, 0.0))
@@ -194,5 +216,6 @@ def evaluate(
         false_negatives=fn,
         alerts_by_type=dict(sorted(by_type.items())),
         campaign_grouping=grouping,
+        model_pivots=pivots,
         account_scores=scores,
     )

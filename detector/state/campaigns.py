@@ -31,7 +31,7 @@ local base = KEYS[1]
 local K, cap, ttl, listed = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local growth = tonumber(ARGV[5])
 local uf = base .. ':uf'
-local touched, fresh = {}, {}
+local touched, fresh, sources = {}, {}, {}
 
 local function rec(root) return base .. ':c:' .. root end
 local function mem(root) return base .. ':m:' .. root end
@@ -128,18 +128,62 @@ while i <= #ARGV do
       if not suspect and redis.call('HEXISTS', uf, enode) == 1 then join(account, enode, kind, ts) end
     end
   end
+  i = i + 6 + n + tonumber(ARGV[i + 5 + n]) * 2
+end
+
+-- Second pass, once the batch is linked: traffic of members, per model and per origin.
+i = 6
+while i <= #ARGV do
+  local account, ts, events, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  -- Which campaign, if any, the account belongs to now.
   local anode = 'a:' .. account
+  local root = nil
   if redis.call('HEXISTS', uf, anode) == 1 then
-    local root = find(anode)
+    root = find(anode)
     if redis.call('EXISTS', rec(root)) == 1 then
       redis.call('HINCRBY', rec(root), 'events', events)
       redis.call('HSET', rec(root), 'last', ts)
       touched[root] = true
+    else
+      root = nil
     end
   end
-  i = i + 5 + n
+  -- Requests per model and event-time hour: the population's and the campaign's.
+  local hour = math.floor(ts / 3600)
+  local nm = tonumber(ARGV[i + 5 + n])
+  for j = i + 6 + n, i + 5 + n + 2 * nm, 2 do
+    local model, count = ARGV[j], tonumber(ARGV[j + 1])
+    redis.call('HSETNX', base .. ':models', model, ts)
+    redis.call('HINCRBY', base .. ':pop:' .. hour, model, count)
+    redis.call('EXPIRE', base .. ':pop:' .. hour, 3 * 86400)
+    if root then
+      redis.call('HINCRBY', base .. ':cm:' .. root .. ':' .. hour, model, count)
+      redis.call('EXPIRE', base .. ':cm:' .. root .. ':' .. hour, 3 * 86400)
+    end
+  end
+  -- Traffic mix of the account's network and client origins.
+  for j = i + 5, i + 4 + n do
+    local ev = ARGV[j]
+    local kind = string.match(ev, '^([^:]+)')
+    if kind == 'net' or kind == 'asnua' then
+      local src = base .. ':src:' .. ev
+      redis.call('HINCRBY', src, 'requests', events)
+      redis.call('PFADD', base .. ':sa:' .. ev, account)
+      if root then
+        redis.call('HINCRBY', src, 'campaign_requests', events)
+        redis.call('PFADD', base .. ':sc:' .. ev, account)
+        redis.call('HSET', src, 'campaign', root)
+        sources[ev] = true
+      end
+      redis.call('EXPIRE', src, ttl)
+      redis.call('EXPIRE', base .. ':sa:' .. ev, ttl)
+      redis.call('EXPIRE', base .. ':sc:' .. ev, ttl)
+    end
+  end
+  i = i + 6 + n + 2 * nm
 end
 redis.call('EXPIRE', uf, ttl)
+redis.call('EXPIRE', base .. ':models', ttl)
 
 local out = {}
 for root, _ in pairs(touched) do
@@ -156,10 +200,24 @@ for root, _ in pairs(touched) do
     if n >= K and (alerted == 0 or n >= alerted * growth) then
       listing = redis.call('ZREVRANGE', mem(root), 0, listed - 1)
     end
-    out[#out + 1] = {root, f, new, listing}
+    local hour = math.floor(tonumber(r['last'] or r['created']) / 3600)
+    local recent = {}
+    for h = hour - 1, hour do
+      local counts = redis.call('HGETALL', base .. ':cm:' .. root .. ':' .. h)
+      local pop = redis.call('HGETALL', base .. ':pop:' .. h)
+      recent[#recent + 1] = {h, counts, pop}
+    end
+    out[#out + 1] = {root, f, new, listing, recent}
   end
 end
-return out
+local srcs = {}
+for ev, _ in pairs(sources) do
+  local f = redis.call('HGETALL', base .. ':src:' .. ev)
+  local accounts = redis.call('PFCOUNT', base .. ':sa:' .. ev)
+  local campaign_accounts = redis.call('PFCOUNT', base .. ':sc:' .. ev)
+  srcs[#srcs + 1] = {ev, f, accounts, campaign_accounts}
+end
+return {out, srcs, redis.call('HGETALL', base .. ':models')}
 """
 
 
@@ -172,6 +230,7 @@ class AccountLinks:
     suspect: bool
     events: int
     evidence: tuple[str, ...]
+    models: tuple[tuple[str, int], ...] = ()  # requests per model in the batch
 
 
 @dataclass
@@ -185,10 +244,46 @@ class CampaignState:
     kinds: tuple[str, ...]
     new_members: list[str] = field(default_factory=list)
     listed: list[str] = field(default_factory=list)  # filled when the change is material
+    pivoted: frozenset[str] = frozenset()  # models a pivot alert was already sent for
+    # Requests per model in the campaign and in the population, for the last two event-time hours.
+    models: dict[str, int] = field(default_factory=dict)
+    population_models: dict[str, int] = field(default_factory=dict)
 
     @property
     def campaign_id(self) -> str:
-        return "cmp-" + sha1(self.root)[:12]
+        return campaign_id(self.root)
+
+
+@dataclass(frozen=True)
+class SourceMix:
+    """A network or client origin, and how much of its traffic is attributed to campaigns."""
+
+    evidence: str  # "net:185.199.3.0/24" or "asnua:64500|1a2b3c4d"
+    requests: int
+    campaign_requests: int
+    accounts: int
+    campaign_accounts: int
+    campaign_root: str
+    alerted_share: float
+
+    @property
+    def request_share(self) -> float:
+        return self.campaign_requests / self.requests if self.requests else 0.0
+
+    @property
+    def account_share(self) -> float:
+        return min(1.0, self.campaign_accounts / self.accounts) if self.accounts else 0.0
+
+
+@dataclass
+class LinkResult:
+    campaigns: list[CampaignState]
+    sources: list[SourceMix]
+    model_first_seen: dict[str, float]
+
+
+def campaign_id(root: str) -> str:
+    return "cmp-" + sha1(root)[:12]
 
 
 class CampaignStore:
@@ -207,10 +302,10 @@ class CampaignStore:
         self._metrics = metrics
         self._sha = sha1(_LINK_LUA)
 
-    def link(self, batch: list[AccountLinks]) -> list[CampaignState]:
+    def link(self, batch: list[AccountLinks]) -> LinkResult:
         """One round trip: index the batch's evidence, grow campaigns, report touched ones."""
         if not batch:
-            return []
+            return LinkResult([], [], {})
         s = self._settings
         args: list[Any] = [s.min_suspects, s.index_cap, s.ttl_s, self._max_listed, s.realert_growth]
         for a in batch:
@@ -221,7 +316,10 @@ class CampaignStore:
                 a.events,
                 len(a.evidence),
                 *a.evidence,
+                len(a.models),
             ]
+            for model, count in a.models:
+                args += (model, count)
         started = time.perf_counter()
         try:
             try:
@@ -233,15 +331,53 @@ class CampaignStore:
             raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         finally:
             self._metrics.redis_seconds.labels("link").observe(time.perf_counter() - started)
-        return [self._state(root, flat, new, listed) for root, flat, new, listed in reply]
+        campaigns, sources, models = reply
+        return LinkResult(
+            [self._state(*c) for c in campaigns],
+            [self._source(*s) for s in sources],
+            {m: float(ts) for m, ts in _pairs(models)},
+        )
 
-    def mark_alerted(self, campaign: CampaignState) -> tuple[str, ...]:
+    def mark_alerted(self, campaign: CampaignState) -> tuple[Any, ...]:
         """The command that records an alert for ``campaign``; run with the batch's state write."""
         return ("HSET", f"{self._base}:c:{campaign.root}", "alerted", campaign.members)
 
+    def mark_pivot(self, campaign: CampaignState, model: str) -> tuple[Any, ...]:
+        return ("HSET", f"{self._base}:c:{campaign.root}", f"pivot:{model}", 1)
+
+    def mark_source(self, source: SourceMix) -> tuple[Any, ...]:
+        return (
+            "HSET",
+            f"{self._base}:src:{source.evidence}",
+            "alerted",
+            repr(source.request_share),
+        )
+
     @staticmethod
-    def _state(root: str, flat: list[str], new: list[str], listed: list[str]) -> CampaignState:
-        f = dict(zip(flat[::2], flat[1::2], strict=True))
+    def _source(evidence: str, flat: list[str], accounts: int, campaign_accounts: int) -> SourceMix:
+        f = dict(_pairs(flat))
+        return SourceMix(
+            evidence=evidence,
+            requests=int(f.get("requests", 0)),
+            campaign_requests=int(f.get("campaign_requests", 0)),
+            accounts=int(accounts),
+            campaign_accounts=int(campaign_accounts),
+            campaign_root=f.get("campaign", ""),
+            alerted_share=float(f.get("alerted", 0.0)),
+        )
+
+    @staticmethod
+    def _state(
+        root: str, flat: list[str], new: list[str], listed: list[str], recent: list[Any]
+    ) -> CampaignState:
+        f = dict(_pairs(flat))
+        models: dict[str, int] = {}
+        population: dict[str, int] = {}
+        for _hour, counts, pop in recent:
+            for model, n in _pairs(counts):
+                models[model] = models.get(model, 0) + int(n)
+            for model, n in _pairs(pop):
+                population[model] = population.get(model, 0) + int(n)
         return CampaignState(
             root=root,
             created=float(f.get("created", 0)),
@@ -252,4 +388,11 @@ class CampaignStore:
             kinds=tuple(sorted(filter(None, f.get("kinds", "").split(",")))),
             new_members=list(new),
             listed=list(listed),
+            pivoted=frozenset(k.split(":", 1)[1] for k in f if k.startswith("pivot:")),
+            models=models,
+            population_models=population,
         )
+
+
+def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from detector.config import CampaignSettings
-from detector.detectors.campaign import evidence_of, judge
+from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.features.request import EventFeatures
-from detector.state.campaigns import CampaignState
+from detector.state.campaigns import CampaignState, SourceMix
 
 
 def _campaign(members: int, kinds: tuple[str, ...], alerted: int = 0) -> CampaignState:
@@ -41,3 +41,53 @@ def test_evidence_respects_kinds_and_limit() -> None:
     assert evidence_of(feats, ("cfp", "tpl"), 8) == ("cfp:c", "tpl:beef")
     all_kinds = evidence_of(feats, ("bill", "cfp", "net", "asnua", "tpl"), 4)
     assert all_kinds == ("bill:b", "cfp:c", "net:10.0.0.0/24", "asnua:64500|ab")
+
+
+def _moving(
+    models: dict[str, int], population: dict[str, int], pivoted: frozenset[str] = frozenset()
+):
+    return CampaignState(
+        "e:tpl:1", 1000.0, 50_000.0, 12, 12, 900, ("tpl", "net"), pivoted=pivoted, models=models,
+        population_models=population,
+    )  # fmt: skip
+
+
+def test_pivot_to_a_new_model_faster_than_the_population() -> None:
+    s = CampaignSettings()
+    base = judge(_moving({}, {}), s)
+    first_seen = {"old": 0.0, "new": 50_000.0 - 3 * 3600}
+    moved = pivot(_moving({"old": 50, "new": 50}, {"old": 900, "new": 100}), first_seen, s, base)
+    assert moved is not None
+    model, finding = moved
+    assert model == "new" and finding.type == "model_pivot" and finding.severity == "high"
+    assert (
+        "50% of its last two hours' 100 requests to new, first seen 3.0 h earlier"
+        in finding.reasons[0]
+    )
+
+
+def test_no_pivot_when_everyone_moves_or_the_model_is_old_or_already_reported() -> None:
+    s = CampaignSettings()
+    base = judge(_moving({}, {}), s)
+    fresh = {"old": 0.0, "new": 50_000.0 - 3600}
+    assert pivot(_moving({"old": 50, "new": 50}, {"old": 500, "new": 500}), fresh, s, base) is None
+    old = {"old": 0.0, "new": 50_000.0 - 3 * 86400}
+    assert pivot(_moving({"old": 50, "new": 50}, {"old": 900, "new": 100}), old, s, base) is None
+    done = _moving({"old": 50, "new": 50}, {"old": 900, "new": 100}, frozenset({"new"}))
+    assert pivot(done, fresh, s, base) is None
+
+
+def test_source_mix_mixed_versus_mostly_abusive() -> None:
+    s = CampaignSettings()
+    reseller = SourceMix("asnua:64500|gw", 1000, 400, 120, 30, "e:tpl:1", 0.0)
+    finding = source(reseller, s)
+    assert finding is not None and finding.severity == "medium"
+    assert "do not block the source" in finding.reasons[1]
+    hosting = SourceMix("net:45.77.3.0/24", 1000, 950, 12, 12, "e:tpl:1", 0.0)
+    assert source(hosting, s).severity == "high"
+    assert (
+        source(SourceMix("net:1.2.3.0/24", 1000, 100, 50, 5, "r", 0.0), s) is None
+    )  # 10%: honest source
+    assert (
+        source(SourceMix("asnua:64500|gw", 1000, 410, 120, 30, "r", 0.4), s) is None
+    )  # no material change

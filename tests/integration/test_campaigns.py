@@ -41,8 +41,8 @@ def _link(account: str, *evidence: str, suspect: bool = True, ts: float = 100.0)
 
 def test_three_suspects_sharing_a_value_form_a_campaign(store) -> None:
     s, _ = store
-    assert s.link([_link("a1", "net:10.0.0.0/24"), _link("a2", "net:10.0.0.0/24")]) == []
-    [campaign] = s.link([_link("a3", "net:10.0.0.0/24", ts=200.0)])
+    assert s.link([_link("a1", "net:10.0.0.0/24"), _link("a2", "net:10.0.0.0/24")]).campaigns == []
+    [campaign] = s.link([_link("a3", "net:10.0.0.0/24", ts=200.0)]).campaigns
     assert campaign.members == 3 and sorted(campaign.new_members) == ["a1", "a2", "a3"]
     assert campaign.kinds == ("net",) and sorted(campaign.listed) == ["a1", "a2", "a3"]
 
@@ -50,20 +50,22 @@ def test_three_suspects_sharing_a_value_form_a_campaign(store) -> None:
 def test_honest_accounts_sharing_a_network_do_not(store) -> None:
     s, _ = store
     honest = [_link(f"h{i}", "net:10.9.9.0/24", "asnua:64500|ab", suspect=False) for i in range(50)]
-    assert s.link(honest) == []
+    assert s.link(honest).campaigns == []
 
 
 def test_batches_from_two_workers_grow_one_campaign_and_keep_its_id(store) -> None:
     s, _ = store
-    [first] = s.link([_link(f"p0-{i}", "tpl:beef") for i in range(3)])  # worker on partition 0
+    [first] = s.link(
+        [_link(f"p0-{i}", "tpl:beef") for i in range(3)]
+    ).campaigns  # partition 0's worker
     [grown] = s.link(
         [_link(f"p1-{i}", "tpl:beef", ts=300.0) for i in range(3)]
-    )  # worker on partition 1
+    ).campaigns  # partition 1's
     assert grown.campaign_id == first.campaign_id and grown.members == 6
     # A second campaign that later shares evidence with the first merges into the older one.
-    [other] = s.link([_link(f"q{i}", "cfp:zz", ts=400.0) for i in range(3)])
+    [other] = s.link([_link(f"q{i}", "cfp:zz", ts=400.0) for i in range(3)]).campaigns
     assert other.campaign_id != first.campaign_id
-    [merged] = s.link([_link("bridge", "tpl:beef", "cfp:zz", ts=500.0)])
+    [merged] = s.link([_link("bridge", "tpl:beef", "cfp:zz", ts=500.0)]).campaigns
     assert merged.campaign_id == first.campaign_id and merged.members == 10
     assert set(merged.kinds) == {"tpl", "cfp"}
 
@@ -71,8 +73,30 @@ def test_batches_from_two_workers_grow_one_campaign_and_keep_its_id(store) -> No
 def test_strong_evidence_attributes_unremarkable_accounts(store) -> None:
     s, _ = store
     s.link([_link("quiet", "bill:card-1", suspect=False)])
-    [campaign] = s.link([_link(f"s{i}", "bill:card-1") for i in range(3)])
+    [campaign] = s.link([_link(f"s{i}", "bill:card-1") for i in range(3)]).campaigns
     assert "quiet" in campaign.new_members and campaign.members == 4
+
+
+def test_model_pivot_counts_and_source_mix(store) -> None:
+    s, _ = store
+    hour = 3600.0 * 500_000
+    s.link(
+        [_link(f"h{i}", "asnua:64500|gw", suspect=False, ts=hour) for i in range(6)]
+    )  # honest customers
+    members = [
+        AccountLinks(
+            f"c{i}", hour + 60, True, 10, ("asnua:64500|gw", "cfp:kit"), (("old", 5), ("new", 5))
+        )
+        for i in range(3)
+    ]
+    result = s.link(members)
+    [campaign] = result.campaigns
+    assert campaign.models == {"old": 15, "new": 15}
+    assert campaign.population_models == {"old": 15, "new": 15}
+    assert set(result.model_first_seen) == {"old", "new"}
+    [mix] = result.sources
+    assert mix.evidence == "asnua:64500|gw" and mix.campaign_accounts == 3 and mix.accounts == 9
+    assert mix.campaign_requests == 30 and mix.requests == 60
 
 
 def test_indices_are_capped_and_expire(store, redis_settings: Settings) -> None:

@@ -21,6 +21,8 @@ MAX_BENIGN_FPR = 0.02
 MIN_PRECISION = 0.8
 MIN_RECALL = 0.6
 MIN_CAMPAIGN_RATE = 0.4
+MIN_PURITY = 0.7  # reached: 1.0, adjusted Rand index 1.0, one model_pivot for the hydra campaign
+MIN_ARI = 0.4
 
 
 def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None:
@@ -46,6 +48,10 @@ def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None
         if g["label"] == "malicious":
             assert g["rate"] >= MIN_CAMPAIGN_RATE, g["group"]
             assert g["delay_median_s"] is not None and g["events_before_detection_median"] >= 1
+
+    grouping = report["campaign_grouping"]
+    assert grouping["purity"] >= MIN_PURITY and grouping["adjusted_rand_index"] >= MIN_ARI
+    assert any(p["true_campaign"] == "hydra_reseller" for p in report["model_pivots"])
 
     # The per-account behaviour findings carry their numbers and the anomaly model's view.
     alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
