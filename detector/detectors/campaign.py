@@ -16,6 +16,7 @@ KIND_NAMES = {
     "net": "IP range",
     "asnua": "ASN and user agent",
     "tpl": "prompt template",
+    "range": "address range",
 }
 
 
@@ -37,6 +38,7 @@ def evidence_of(
             "net": f.network,
             "asnua": f.asn_agent,
             "tpl": f"{f.prefix:x}" if f.prefix else "",
+            "range": f.address_range,
         }
         for kind in kinds:
             if values[kind]:
@@ -134,7 +136,7 @@ def source(mix: SourceMix, settings: CampaignSettings) -> Finding | None:
     if mix.alerted_share and abs(share - mix.alerted_share) < settings.source_realert_delta:
         return None
     kind, _, value = mix.evidence.partition(":")
-    what = "IP range" if kind == "net" else "ASN and user agent"
+    what = "address range" if kind == "range" else "ASN and user agent"
     mostly = share >= settings.source_high_share
     return Finding(
         "campaign_source",

@@ -47,7 +47,8 @@ class EventFeatures:
     # Cross-account evidence: values other accounts may share (see detector.campaigns).
     billing: str = ""
     client: str = ""
-    network: str = ""  # /24 of IPv4, /48 of IPv6
+    network: str = ""  # /24 of IPv4, /48 of IPv6: linking evidence
+    address_range: str = ""  # /16 of IPv4, /32 of IPv6: the origin a source alert names
     asn_agent: str = ""  # ASN together with the user agent
     prefix: int = 0  # hash of the prompt's first words: a template's fixed opening
 
@@ -98,6 +99,7 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
         billing=event.billing_fingerprint or "",
         client=event.client_fingerprint or "",
         network=network_of(event.source_ip),
+        address_range=network_of(event.source_ip, wide=True),
         asn_agent=f"{event.asn}|{xxhash.xxh64_hexdigest((event.user_agent or '').encode())[:8]}"
         if event.asn is not None
         else "",
@@ -108,11 +110,14 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
 
 
 @functools.lru_cache(maxsize=65536)  # addresses repeat; parsing one costs ~6 us
-def network_of(ip: str | None) -> str:
-    """The /24 of an IPv4 address or the /48 of an IPv6 one; empty if it is not an address.
+def network_of(ip: str | None, wide: bool = False) -> str:
+    """The /24 of an IPv4 address or the /48 of an IPv6 one (``wide``: /16 and /32); empty if
+    it is not an address.
 
     >>> network_of("203.0.113.77"), network_of("2001:db8:aa:bb::1"), network_of("nonsense")
     ('203.0.113.0/24', '2001:db8:aa::/48', '')
+    >>> network_of("203.0.113.77", wide=True)
+    '203.0.0.0/16'
     """
     if not ip:
         return ""
@@ -120,5 +125,5 @@ def network_of(ip: str | None) -> str:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return ""
-    prefix = 24 if address.version == 4 else 48
+    prefix = (16 if wide else 24) if address.version == 4 else (32 if wide else 48)
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))

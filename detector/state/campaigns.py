@@ -4,6 +4,9 @@ Every key lives under one hash tag (``cmp:{c}``), so one Lua call per batch upda
 indices and the campaigns atomically, on a single Redis or on Redis Cluster, and two
 workers consuming different partitions build one campaign together.
 
+Origins (``range``: IPv4 /16 or IPv6 /32, and ``asnua``: ASN with user agent) also
+count their traffic mix, for source alerts; ``range`` is too wide to link accounts.
+
 Nodes of the union-find are accounts (``a:<id>``) and evidence values (``e:<kind>:<value>``).
 An evidence value joins the graph once ``min_suspects`` suspect accounts share it; a
 suspect account then joins every campaign its evidence belongs to, and accounts that share
@@ -106,7 +109,7 @@ while i <= #ARGV do
     local kind = string.match(ev, '^([^:]+)')
     local strong = kind == 'bill' or kind == 'cfp'
     local enode = 'e:' .. ev
-    if suspect then
+    if suspect and kind ~= 'range' then
       local ix = base .. ':ix:' .. ev
       redis.call('ZADD', ix, ts, account)
       redis.call('ZREMRANGEBYRANK', ix, 0, -(cap + 1))
@@ -165,7 +168,7 @@ while i <= #ARGV do
   for j = i + 5, i + 4 + n do
     local ev = ARGV[j]
     local kind = string.match(ev, '^([^:]+)')
-    if kind == 'net' or kind == 'asnua' then
+    if kind == 'range' or kind == 'asnua' then
       local src = base .. ':src:' .. ev
       redis.call('HINCRBY', src, 'requests', events)
       redis.call('PFADD', base .. ':sa:' .. ev, account)
@@ -258,7 +261,7 @@ class CampaignState:
 class SourceMix:
     """A network or client origin, and how much of its traffic is attributed to campaigns."""
 
-    evidence: str  # "net:185.199.3.0/24" or "asnua:64500|1a2b3c4d"
+    evidence: str  # "range:185.199.0.0/16" or "asnua:64500|1a2b3c4d"
     requests: int
     campaign_requests: int
     accounts: int

@@ -83,10 +83,10 @@ def test_source_mix_mixed_versus_mostly_abusive() -> None:
     finding = source(reseller, s)
     assert finding is not None and finding.severity == "medium"
     assert "do not block the source" in finding.reasons[1]
-    hosting = SourceMix("net:45.77.3.0/24", 1000, 950, 12, 12, "e:tpl:1", 0.0)
+    hosting = SourceMix("range:45.77.0.0/16", 1000, 950, 12, 12, "e:tpl:1", 0.0)
     assert source(hosting, s).severity == "high"
     assert (
-        source(SourceMix("net:1.2.3.0/24", 1000, 100, 50, 5, "r", 0.0), s) is None
+        source(SourceMix("range:1.2.0.0/16", 1000, 100, 50, 5, "r", 0.0), s) is None
     )  # 10%: honest source
     assert (
         source(SourceMix("asnua:64500|gw", 1000, 410, 120, 30, "r", 0.4), s) is None
