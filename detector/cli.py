@@ -98,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML overlay on config/default.yaml")
 
@@ -126,13 +136,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("replay"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
+    with _progress_bar(console) as bar:
         task = bar.add_task("replay", total=None)
         report = replay(
             settings,
@@ -211,13 +215,7 @@ def _eval(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     scenario = prepare_scenario(args.scenario, args.seed, args.scale) if args.scenario else None
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description:>9}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as bar:
+    with _progress_bar(console) as bar:
         task = bar.add_task("start", total=None)
 
         def progress(stage: str, done: int, total: int) -> None:

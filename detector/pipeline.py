@@ -138,36 +138,24 @@ class Pipeline:
             for account in campaign.new_members:
                 ts = last_ts.get(account, campaign.last)
                 result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
+            about = (
+                campaign.listed,
+                campaign.members,
+                campaign.last,
+                campaign.created,
+                campaign.events,
+                now,
+            )
             if campaign.listed:
                 result.alerts.append(
-                    alerting.campaign_alert(
-                        cid,
-                        finding,
-                        campaign.listed,
-                        campaign.members,
-                        campaign.last,
-                        campaign.created,
-                        campaign.events,
-                        now,
-                        trigger=str(campaign.members),
-                    )
+                    alerting.campaign_alert(cid, finding, *about, trigger=str(campaign.members))
                 )
                 marks.append(self.campaigns.mark_alerted(campaign))
             moved = pivot(campaign, linked.model_first_seen, s, finding)
             if moved is not None:
                 model, pivot_finding = moved
                 result.alerts.append(
-                    alerting.campaign_alert(
-                        cid,
-                        pivot_finding,
-                        campaign.listed,
-                        campaign.members,
-                        campaign.last,
-                        campaign.created,
-                        campaign.events,
-                        now,
-                        trigger=model,
-                    )
+                    alerting.campaign_alert(cid, pivot_finding, *about, trigger=model)
                 )
                 marks.append(self.campaigns.mark_pivot(campaign, model))
         for mix in linked.sources:

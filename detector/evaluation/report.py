@@ -85,6 +85,13 @@ def markdown(evaluation: Evaluation, meta: dict[str, Any], plots: list[str]) -> 
     return "\n".join(lines) + "\n"
 
 
+def _save(plt: Any, fig: Any, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def plots(
     evaluation: Evaluation,
     alerts: list[dict[str, Any]],
@@ -108,10 +115,7 @@ def plots(
     ax.set_title("Flagged accounts per population (blue: benign) and campaign (red: malicious)")
     ax.set_xlim(0, 100)
     ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(out / "flagged_by_group.png", dpi=110)
-    plt.close(fig)
-    written.append("flagged_by_group.png")
+    written.append(_save(plt, fig, out, "flagged_by_group.png"))
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     groups = [g for g, d in detection_delays.items() if d]
@@ -131,10 +135,7 @@ def plots(
         )
     ax.set_xlabel("hours from the account's first event to its first medium+ alert")
     ax.set_title("Detection delay per campaign")
-    fig.tight_layout()
-    fig.savefig(out / "detection_delay.png", dpi=110)
-    plt.close(fig)
-    written.append("detection_delay.png")
+    written.append(_save(plt, fig, out, "detection_delay.png"))
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     bins = [i / 20 for i in range(21)]
@@ -153,10 +154,7 @@ def plots(
     ax.set_ylabel("accounts")
     ax.set_title("Score distribution, benign versus malicious accounts")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "score_distribution.png", dpi=110)
-    plt.close(fig)
-    written.append("score_distribution.png")
+    written.append(_save(plt, fig, out, "score_distribution.png"))
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     by_type: dict[str, list[float]] = defaultdict(list)
@@ -171,8 +169,5 @@ def plots(
     ax.set_xlabel("event time (hours since the first event)")
     ax.set_ylabel("alerts per hour")
     ax.set_title("Alerts over event time")
-    fig.tight_layout()
-    fig.savefig(out / "alerts_over_time.png", dpi=110)
-    plt.close(fig)
-    written.append("alerts_over_time.png")
+    written.append(_save(plt, fig, out, "alerts_over_time.png"))
     return written
