@@ -186,6 +186,7 @@ class CampaignSettings(_Section):
     index_cap: int = Field(default=500, ge=10)
     evidence_per_account: int = Field(default=16, ge=1)
     ttl_s: int = Field(default=7 * 86400, ge=60)
+    singleton_ttl_s: int = Field(default=3600, ge=60)
     realert_growth: float = Field(default=1.5, gt=1)
     high_accounts: int = Field(default=10, ge=2)
     critical_accounts: int = Field(default=30, ge=2)

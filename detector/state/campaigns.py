@@ -32,9 +32,15 @@ STRONG_KINDS = ("bill", "cfp")
 _LINK_LUA = """
 local base = KEYS[1]
 local K, cap, ttl, listed = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local growth = tonumber(ARGV[5])
+local growth, single_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local uf = base .. ':uf'
 local touched, fresh, sources = {}, {}, {}
+
+-- A value only one account has used lives briefly: most are one-offs (per-request
+-- fingerprints, a user's own card), and they would otherwise fill Redis for the full TTL.
+local function expire_index(key)
+  redis.call('EXPIRE', key, redis.call('ZCARD', key) > 1 and ttl or single_ttl)
+end
 
 local function rec(root) return base .. ':c:' .. root end
 local function mem(root) return base .. ':m:' .. root end
@@ -101,7 +107,7 @@ local function join(account, enode, kind, ts)
   touched[winner] = true
 end
 
-local i = 6
+local i = 7
 while i <= #ARGV do
   local account, ts, suspect, events, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   for j = i + 5, i + 4 + n do
@@ -113,7 +119,7 @@ while i <= #ARGV do
       local ix = base .. ':ix:' .. ev
       redis.call('ZADD', ix, ts, account)
       redis.call('ZREMRANGEBYRANK', ix, 0, -(cap + 1))
-      redis.call('EXPIRE', ix, ttl)
+      expire_index(ix)
       if redis.call('ZCARD', ix) >= K then
         local members = {account}
         if redis.call('HEXISTS', uf, enode) == 0 then members = redis.call('ZRANGE', ix, 0, -1) end
@@ -127,7 +133,7 @@ while i <= #ARGV do
       local ax = base .. ':ax:' .. ev
       redis.call('ZADD', ax, ts, account)
       redis.call('ZREMRANGEBYRANK', ax, 0, -(cap + 1))
-      redis.call('EXPIRE', ax, ttl)
+      expire_index(ax)
       if not suspect and redis.call('HEXISTS', uf, enode) == 1 then join(account, enode, kind, ts) end
     end
   end
@@ -135,7 +141,7 @@ while i <= #ARGV do
 end
 
 -- Second pass, once the batch is linked: traffic of members, per model and per origin.
-i = 6
+i = 7
 while i <= #ARGV do
   local account, ts, events, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
   -- Which campaign, if any, the account belongs to now.
@@ -310,7 +316,14 @@ class CampaignStore:
         if not batch:
             return LinkResult([], [], {})
         s = self._settings
-        args: list[Any] = [s.min_suspects, s.index_cap, s.ttl_s, self._max_listed, s.realert_growth]
+        args: list[Any] = [
+            s.min_suspects,
+            s.index_cap,
+            s.ttl_s,
+            self._max_listed,
+            s.realert_growth,
+            s.singleton_ttl_s,
+        ]
         for a in batch:
             args += [
                 a.account_id,

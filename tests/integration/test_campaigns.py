@@ -105,7 +105,12 @@ def test_indices_are_capped_and_expire(store, redis_settings: Settings) -> None:
     s.link([_link(f"x{i}", "net:10.1.1.0/24", ts=float(i)) for i in range(cap + 50)])
     key = f"{redis_settings.redis.key_prefix}cmp:{{c}}:ix:net:10.1.1.0/24"
     assert client.zcard(key) == cap
-    assert 0 < client.ttl(key) <= redis_settings.campaigns.ttl_s
+    assert (
+        redis_settings.campaigns.singleton_ttl_s < client.ttl(key) <= redis_settings.campaigns.ttl_s
+    )
+    s.link([_link("lonely", "net:10.2.2.0/24")])  # a value one account used: gone soon
+    lonely = f"{redis_settings.redis.key_prefix}cmp:{{c}}:ix:net:10.2.2.0/24"
+    assert 0 < client.ttl(lonely) <= redis_settings.campaigns.singleton_ttl_s
 
 
 def test_two_workers_on_different_partitions_build_one_campaign(service_settings: Settings) -> None:
