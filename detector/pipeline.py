@@ -1,9 +1,11 @@
-"""The spine: one batch goes decode -> features -> state -> detectors -> alerts -> durable.
+"""The spine: one batch goes decode -> features -> state -> detectors -> campaigns -> alerts -> durable.
 
 Committing the source offsets is the caller's job, and only after ``process``
 returned: by then the batch's alerts and dead letters are flushed and its state
 is written. Alerts are published before the state write, so a crash between the
-two re-sends the same alerts (same ``alert_id``) rather than losing them.
+two re-sends the same alerts (same ``alert_id``) rather than losing them. Campaign alerts
+are marked as sent in that same write, so a crash before it re-sends them too; a member's
+account alert, sent when it joins, is the one thing such a crash can lose.
 """
 
 from __future__ import annotations
