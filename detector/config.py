@@ -175,7 +175,7 @@ class AnomalySettings(_Section):
     checkpoint_every_batches: int = Field(default=50, ge=1)
 
 
-EVIDENCE_KINDS = ("bill", "cfp", "net", "asnua", "tpl", "range")
+EVIDENCE_KINDS = ("bill", "cfp", "net", "asnua", "tpl", "lock", "born", "range")
 
 
 class CampaignSettings(_Section):

@@ -28,6 +28,7 @@ from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
 from detector.state.campaigns import AccountLinks, CampaignStore, campaign_id
+from detector.state.profile import lockstep_bands
 from detector.state.store import AccountStore
 
 SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
@@ -95,7 +96,7 @@ class Pipeline:
             result.alerts.extend(alerts)
             suspicion[feat.account_id] = max(suspicion[feat.account_id], score)
 
-        marks = self._campaigns(applied, suspicion, result) if self.campaigns else []
+        marks = self._campaigns(applied, loaded.states, suspicion, result) if self.campaigns else []
         self.alerts.send(result.alerts)
         self.alerts.flush()
         self.dead_letters.flush()
@@ -106,6 +107,7 @@ class Pipeline:
     def _campaigns(
         self,
         applied: dict[str, list[EventFeatures]],
+        states: dict[str, AccountState],
         suspicion: dict[str, float],
         result: BatchResult,
     ) -> list[tuple[Any, ...]]:
@@ -121,7 +123,15 @@ class Pipeline:
                 fs[-1].ts,
                 suspicion[account] >= s.suspect_score,
                 len(fs),
-                evidence_of(fs, s.evidence_kinds, s.evidence_per_account),
+                evidence_of(
+                    fs,
+                    s.evidence_kinds,
+                    s.evidence_per_account,
+                    # Timing needs enough events to mean anything.
+                    lockstep_bands(states[account].profile)
+                    if states[account].events >= self.settings.behaviour.min_events
+                    else (),
+                ),
                 tuple(Counter(f.model for f in fs).items()),
             )
             for account, fs in applied.items()

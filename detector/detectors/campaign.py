@@ -17,11 +17,16 @@ KIND_NAMES = {
     "asnua": "ASN and user agent",
     "tpl": "prompt template",
     "range": "address range",
+    "born": "account creation hour",
+    "lock": "lockstep timing",
 }
 
 
 def evidence_of(
-    feats: Iterable[EventFeatures], kinds: tuple[str, ...], limit: int
+    feats: Iterable[EventFeatures],
+    kinds: tuple[str, ...],
+    limit: int,
+    lockstep: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
     """The shareable values of one account's events in a batch, deduplicated, at most ``limit``.
 
@@ -39,10 +44,15 @@ def evidence_of(
             "asnua": f.asn_agent,
             "tpl": f"{f.prefix:x}" if f.prefix else "",
             "range": f.address_range,
+            "born": f"{int(f.created_ts // 3600)}" if f.created_ts else "",
+            "lock": "",
         }
         for kind in kinds:
             if values[kind]:
                 found.setdefault(f"{kind}:{values[kind]}", None)
+    if "lock" in kinds:
+        for band in lockstep:
+            found.setdefault(f"lock:{band}", None)
     return tuple(found)[:limit]
 
 

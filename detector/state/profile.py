@@ -12,6 +12,8 @@ import math
 import struct
 from dataclasses import dataclass, field
 
+import xxhash
+
 from detector.features.intent import BIT, HARVEST_MASK, TAGS
 from detector.features.request import EventFeatures
 from detector.features.text import hamming
@@ -30,6 +32,9 @@ MEANS = ("log_out_in", "log_gap", "log_gap_sq")
 _FIELDS = SHARES + MEANS
 _MEANS_FORMAT = f"<{len(_FIELDS)}d"
 HOURS = 24
+TICK_BUCKET_S = 10  # lockstep resolution: requests of one scheduler tick land in one bucket
+TICK_HASHES = 8
+TICK_EMPTY = 2**32
 HOUR_CAP = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
 
 
@@ -43,6 +48,9 @@ class Profile:
     last_temperature: float = -1.0
     last_system: int = 0
     hours: list[int] = field(default_factory=lambda: [0] * HOURS)
+    # MinHash of the account's active time buckets: accounts driven by one scheduler
+    # (lockstep) end up with the same minima, honest accounts almost never do.
+    ticks: list[int] = field(default_factory=lambda: [TICK_EMPTY] * TICK_HASHES)
 
     def pack(self) -> str:
         # Exact float64s, base64-packed: replays must not drift, and text repr is twice the size.
@@ -53,14 +61,14 @@ class Profile:
         hours = ",".join(map(str, self.hours))
         return (
             f"{means}/{templates}/{self.chain},{self.chain_max},{self.templates_seen}/"
-            f"{self.last_temperature!r},{self.last_system:x}/{hours}"
+            f"{self.last_temperature!r},{self.last_system:x}/{hours}/{','.join(f'{t:x}' for t in self.ticks)}"
         )
 
     @classmethod
     def unpack(cls, text: str) -> Profile:
         if not text:
             return cls()
-        means, templates, counters, lasts, hours = text.split("/")
+        means, templates, counters, lasts, hours, ticks = text.split("/")
         chain, chain_max, seen = (int(x) for x in counters.split(","))
         temperature, system = lasts.split(",")
         return cls(
@@ -80,6 +88,7 @@ class Profile:
             last_temperature=float(temperature),
             last_system=int(system, 16),
             hours=[int(x) for x in hours.split(",")],
+            ticks=[int(x, 16) for x in ticks.split(",")],
         )
 
 
@@ -120,6 +129,11 @@ def update(
     profile.last_system = feat.system_hash
 
     profile.hours[int(feat.ts // 3600) % HOURS] += 1
+    bucket = int(feat.ts // TICK_BUCKET_S).to_bytes(8, "little", signed=True)
+    for i in range(TICK_HASHES):
+        h = xxhash.xxh32_intdigest(bucket, seed=i)
+        if h < profile.ticks[i]:
+            profile.ticks[i] = h
     if sum(profile.hours) > HOUR_CAP:
         profile.hours = [h // 2 for h in profile.hours]
 
@@ -138,6 +152,20 @@ def _match_template(profile: Profile, fingerprint: int, near_bits: int, max_temp
         profile.templates.remove(min(profile.templates, key=lambda e: e[1]))
     profile.templates.append([fingerprint, 0])
     return False
+
+
+def lockstep_bands(profile: Profile, bands: int = 4) -> tuple[str, ...]:
+    """Band signatures of the time-bucket MinHash: equal bands mean mostly the same active moments.
+
+    >>> p = Profile(ticks=[1, 2, 3, 4, 5, 6, 7, 8])
+    >>> lockstep_bands(p)
+    ('0:1-2', '1:3-4', '2:5-6', '3:7-8')
+    """
+    per = len(profile.ticks) // bands
+    return tuple(
+        f"{b}:" + "-".join(f"{t:x}" for t in profile.ticks[b * per : (b + 1) * per])
+        for b in range(bands)
+    )
 
 
 def flatness(hours: list[int]) -> float:

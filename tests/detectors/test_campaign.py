@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from detector.config import CampaignSettings
+import random
+
+from detector.config import CampaignSettings, FeatureSettings
 from detector.detectors.campaign import evidence_of, judge, pivot, source
+from detector.events import QueryEvent
+from detector.features import extract
+from detector.features.intent import IntentTagger
 from detector.features.request import EventFeatures
 from detector.state.campaigns import CampaignState, SourceMix
+from detector.state.profile import Profile, lockstep_bands, update
 
 
 def _campaign(members: int, kinds: tuple[str, ...], alerted: int = 0) -> CampaignState:
@@ -91,3 +97,43 @@ def test_source_mix_mixed_versus_mostly_abusive() -> None:
     assert (
         source(SourceMix("asnua:64500|gw", 1000, 410, 120, 30, "r", 0.4), s) is None
     )  # no material change
+
+
+def test_lockstep_and_creation_hour_evidence() -> None:
+    f = EventFeatures("a", "e", "h", 0.0, 0, 0, "m", 0, 0, 0, 7300.0, "", "")
+    assert evidence_of([f], ("born", "lock"), 8, lockstep=("0:1-2", "1:3-4")) == (
+        "born:2",
+        "lock:0:1-2",
+        "lock:1:3-4",
+    )
+    assert evidence_of([f], ("born",), 8, lockstep=("0:1-2",)) == ("born:2",)  # lock not configured
+
+
+def test_accounts_driven_by_one_scheduler_share_lockstep_bands() -> None:
+    rng = random.Random(3)
+    ticks = sorted(rng.uniform(0, 40_000) for _ in range(300))
+    tagger = IntentTagger({})
+
+    def profile_of(times: list[float]) -> Profile:
+        p = Profile()
+        for i, ts in enumerate(times, start=1):
+            update(
+                p,
+                extract(QueryEvent(f"e{i}", ts, "a", "m"), FeatureSettings(), tagger),
+                i,
+                None,
+                50,
+                20,
+                8,
+            )
+        return p
+
+    bots = [
+        profile_of([t + rng.uniform(0, 1) for t in ticks if rng.random() < 0.9]) for _ in range(3)
+    ]
+    human = profile_of(sorted(rng.uniform(0, 40_000) for _ in range(300)))
+    shared = (
+        set(lockstep_bands(bots[0])) & set(lockstep_bands(bots[1])) & set(lockstep_bands(bots[2]))
+    )
+    assert shared
+    assert not shared & set(lockstep_bands(human))
