@@ -187,6 +187,7 @@ class CampaignSettings(_Section):
     evidence_per_account: int = Field(default=16, ge=1)
     ttl_s: int = Field(default=7 * 86400, ge=60)
     singleton_ttl_s: int = Field(default=3600, ge=60)
+    churn_window_s: float = Field(default=6 * 3600.0, ge=3600)
     realert_growth: float = Field(default=1.5, gt=1)
     high_accounts: int = Field(default=10, ge=2)
     critical_accounts: int = Field(default=30, ge=2)

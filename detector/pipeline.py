@@ -28,7 +28,7 @@ from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
 from detector.state.campaigns import AccountLinks, CampaignStore, campaign_id
-from detector.state.profile import lockstep_bands
+from detector.state.profile import focus, lockstep_bands
 from detector.state.store import AccountStore
 
 SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
@@ -133,6 +133,7 @@ class Pipeline:
                     else (),
                 ),
                 tuple(Counter(f.model for f in fs).items()),
+                focus(states[account].profile),
             )
             for account, fs in applied.items()
         ]

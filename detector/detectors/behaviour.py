@@ -20,17 +20,10 @@ from river import stats
 
 from detector.config import BehaviourSettings
 from detector.detectors import Finding
-from detector.features.intent import HARVEST_TAGS
+from detector.features.intent import HARVEST_NAMES, HARVEST_TAGS
 from detector.state.account import Snapshot
 
 BASELINE_KEYS = ("dup", "harvest", "reasoning", "at_limit", "single_turn", "top_template_share")
-_LABEL = {
-    "reasoning": "internal-reasoning elicitation",
-    "rubric": "rubric grading",
-    "rewrite": "censorship-safe rewrites",
-    "coding": "agentic coding",
-    "tool_use": "tool use",
-}
 
 
 class FeatureBaselines:
@@ -162,7 +155,7 @@ class BehaviourDetector:
             self._severity(score),
             (
                 f"{self._versus('harvest', p['harvest'])} of recent prompts target harvestable capabilities: "
-                + ", ".join(f"{_LABEL[t]} {v:.0%}" for v, t in mix),
+                + ", ".join(f"{HARVEST_NAMES[t]} {v:.0%}" for v, t in mix),
                 *self._common_reasons(snap, shape),
             ),
             evidence,

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from detector.config import CampaignSettings
 from detector.detectors import Finding
 from detector.features import EventFeatures
+from detector.features.intent import HARVEST_NAMES
 from detector.state.campaigns import AccountLinks, CampaignState, SourceMix
 
 KIND_NAMES = {
@@ -72,6 +73,23 @@ def judge(campaign: CampaignState, settings: CampaignSettings) -> Finding:
         f"{n} accounts linked by shared {shared} ({kinds} independent kind{'s' if kinds != 1 else ''} of evidence)",
         f"{campaign.events} requests from members over {hours:.1f} h of event time",
     ]
+    total = sum(campaign.capabilities.values())
+    if total:
+        mix = sorted(campaign.capabilities.items(), key=lambda kv: -kv[1])
+        reasons.append(
+            "capability focus of member requests: "
+            + ", ".join(
+                f"{HARVEST_NAMES.get(k, k)} {v / total:.0%}" for k, v in mix if v / total >= 0.05
+            )
+        )
+    quiet = max(0, n - campaign.active_recently)
+    if campaign.joined_recently and quiet:
+        # New accounts arriving as others fall silent: the hydra signature.
+        hours = settings.churn_window_s / 3600
+        reasons.append(
+            f"in the last {hours:.0f} h {campaign.joined_recently} accounts joined while {quiet} went quiet: "
+            "banned or spent accounts are being replaced"
+        )
     if campaign.alerted:
         reasons.append(f"grew from {campaign.alerted} to {n} accounts since the last alert")
     return Finding(
@@ -87,6 +105,9 @@ def judge(campaign: CampaignState, settings: CampaignSettings) -> Finding:
             "last_ts": campaign.last,
             "previously_alerted_members": campaign.alerted,
             "new_members_this_batch": len(campaign.new_members),
+            "capability_requests": dict(campaign.capabilities),
+            "joined_recently": campaign.joined_recently,
+            "quiet_members": quiet,
         },
     )
 

@@ -14,6 +14,13 @@ TAGS = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
 BIT = {name: 1 << i for i, name in enumerate(TAGS)}
 HARVEST_TAGS = ("reasoning", "rubric", "rewrite", "coding", "tool_use")
 HARVEST_MASK = sum(BIT[t] for t in HARVEST_TAGS)
+HARVEST_NAMES = {
+    "reasoning": "internal-reasoning elicitation",
+    "rubric": "rubric grading",
+    "rewrite": "censorship-safe rewrites",
+    "coding": "agentic coding",
+    "tool_use": "tool use",
+}
 _ESCAPES = re.compile(r"\\.")
 _UPPER_OUTSIDE_ESCAPES = re.compile(r"[A-Z]")
 

@@ -32,7 +32,7 @@ STRONG_KINDS = ("bill", "cfp")
 _LINK_LUA = """
 local base = KEYS[1]
 local K, cap, ttl, listed = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local growth, single_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local growth, single_ttl, churn = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local uf = base .. ':uf'
 local touched, fresh, sources = {}, {}, {}
 
@@ -99,6 +99,7 @@ local function join(account, enode, kind, ts)
   end
   if not was_member then
     redis.call('HINCRBY', rec(winner), 'n', 1)
+    redis.call('HINCRBY', rec(winner), 'joined:' .. math.floor(ts / 3600), 1)
     redis.call('ZADD', mem(winner), ts, account)
     fresh[#fresh + 1] = {winner, account}
   end
@@ -107,10 +108,10 @@ local function join(account, enode, kind, ts)
   touched[winner] = true
 end
 
-local i = 7
+local i = 8
 while i <= #ARGV do
-  local account, ts, suspect, events, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  for j = i + 5, i + 4 + n do
+  local account, ts, suspect, events, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), tonumber(ARGV[i + 5])
+  for j = i + 6, i + 5 + n do
     local ev = ARGV[j]
     local kind = string.match(ev, '^([^:]+)')
     local strong = kind == 'bill' or kind == 'cfp'
@@ -137,13 +138,13 @@ while i <= #ARGV do
       if not suspect and redis.call('HEXISTS', uf, enode) == 1 then join(account, enode, kind, ts) end
     end
   end
-  i = i + 6 + n + tonumber(ARGV[i + 5 + n]) * 2
+  i = i + 7 + n + tonumber(ARGV[i + 6 + n]) * 2
 end
 
 -- Second pass, once the batch is linked: traffic of members, per model and per origin.
-i = 7
+i = 8
 while i <= #ARGV do
-  local account, ts, events, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  local account, ts, events, capability, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3]), ARGV[i + 4], tonumber(ARGV[i + 5])
   -- Which campaign, if any, the account belongs to now.
   local anode = 'a:' .. account
   local root = nil
@@ -152,6 +153,8 @@ while i <= #ARGV do
     if redis.call('EXISTS', rec(root)) == 1 then
       redis.call('HINCRBY', rec(root), 'events', events)
       redis.call('HSET', rec(root), 'last', ts)
+      if capability ~= '' then redis.call('HINCRBY', rec(root), 'cap:' .. capability, events) end
+      redis.call('ZADD', mem(root), ts, account)  -- scores are last activity: quiet members show
       touched[root] = true
     else
       root = nil
@@ -159,8 +162,8 @@ while i <= #ARGV do
   end
   -- Requests per model and event-time hour: the population's and the campaign's.
   local hour = math.floor(ts / 3600)
-  local nm = tonumber(ARGV[i + 5 + n])
-  for j = i + 6 + n, i + 5 + n + 2 * nm, 2 do
+  local nm = tonumber(ARGV[i + 6 + n])
+  for j = i + 7 + n, i + 6 + n + 2 * nm, 2 do
     local model, count = ARGV[j], tonumber(ARGV[j + 1])
     redis.call('HSETNX', base .. ':models', model, ts)
     redis.call('HINCRBY', base .. ':pop:' .. hour, model, count)
@@ -171,7 +174,7 @@ while i <= #ARGV do
     end
   end
   -- Traffic mix of the account's network and client origins.
-  for j = i + 5, i + 4 + n do
+  for j = i + 6, i + 5 + n do
     local ev = ARGV[j]
     local kind = string.match(ev, '^([^:]+)')
     if kind == 'range' or kind == 'asnua' then
@@ -189,7 +192,7 @@ while i <= #ARGV do
       redis.call('EXPIRE', base .. ':sc:' .. ev, ttl)
     end
   end
-  i = i + 6 + n + 2 * nm
+  i = i + 7 + n + 2 * nm
 end
 redis.call('EXPIRE', uf, ttl)
 redis.call('EXPIRE', base .. ':models', ttl)
@@ -216,7 +219,9 @@ for root, _ in pairs(touched) do
       local pop = redis.call('HGETALL', base .. ':pop:' .. h)
       recent[#recent + 1] = {h, counts, pop}
     end
-    out[#out + 1] = {root, f, new, listing, recent}
+    local last = tonumber(r['last'] or r['created'])
+    local active = redis.call('ZCOUNT', mem(root), last - churn, '+inf')
+    out[#out + 1] = {root, f, new, listing, recent, active}
   end
 end
 local srcs = {}
@@ -240,6 +245,7 @@ class AccountLinks:
     events: int
     evidence: tuple[str, ...]
     models: tuple[tuple[str, int], ...] = ()  # requests per model in the batch
+    capability: str = ""  # the account's dominant harvested capability, if any
 
 
 @dataclass
@@ -257,6 +263,11 @@ class CampaignState:
     # Requests per model in the campaign and in the population, for the last two event-time hours.
     models: dict[str, int] = field(default_factory=dict)
     population_models: dict[str, int] = field(default_factory=dict)
+    capabilities: dict[str, int] = field(
+        default_factory=dict
+    )  # member requests by capability focus
+    joined_recently: int = 0  # members that joined within the churn window before ``last``
+    active_recently: int = 0  # listed members active within the churn window
 
     @property
     def campaign_id(self) -> str:
@@ -323,6 +334,7 @@ class CampaignStore:
             self._max_listed,
             s.realert_growth,
             s.singleton_ttl_s,
+            s.churn_window_s,
         ]
         for a in batch:
             args += [
@@ -330,6 +342,7 @@ class CampaignStore:
                 a.ts,
                 "1" if a.suspect else "0",
                 a.events,
+                a.capability,
                 len(a.evidence),
                 *a.evidence,
                 len(a.models),
@@ -349,7 +362,7 @@ class CampaignStore:
             self._metrics.redis_seconds.labels("link").observe(time.perf_counter() - started)
         campaigns, sources, models = reply
         return LinkResult(
-            [self._state(*c) for c in campaigns],
+            [self._state(*c, s.churn_window_s) for c in campaigns],
             [self._source(*s) for s in sources],
             {m: float(ts) for m, ts in _pairs(models)},
         )
@@ -384,7 +397,13 @@ class CampaignStore:
 
     @staticmethod
     def _state(
-        root: str, flat: list[str], new: list[str], listed: list[str], recent: list[Any]
+        root: str,
+        flat: list[str],
+        new: list[str],
+        listed: list[str],
+        recent: list[Any],
+        active: int,
+        churn_window_s: float,
     ) -> CampaignState:
         f = dict(_pairs(flat))
         models: dict[str, int] = {}
@@ -407,7 +426,17 @@ class CampaignStore:
             pivoted=frozenset(k.split(":", 1)[1] for k in f if k.startswith("pivot:")),
             models=models,
             population_models=population,
+            capabilities={k[4:]: int(v) for k, v in f.items() if k.startswith("cap:")},
+            joined_recently=_joined_within(f, churn_window_s),
+            active_recently=int(active),
         )
+
+
+def _joined_within(record: dict[str, str], window_s: float) -> int:
+    """Members that joined in the event-time hours covering ``window_s`` before the campaign's last event."""
+    last_hour = int(float(record.get("last", record.get("created", 0))) // 3600)
+    hours = range(last_hour - max(1, int(window_s // 3600)) + 1, last_hour + 1)
+    return sum(int(record.get(f"joined:{h}", 0)) for h in hours)
 
 
 def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:

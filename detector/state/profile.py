@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from detector.features.intent import BIT, HARVEST_MASK, TAGS
+from detector.features.intent import BIT, HARVEST_MASK, HARVEST_TAGS, TAGS
 from detector.features.request import EventFeatures
 from detector.features.text import hamming
 
@@ -152,6 +152,18 @@ def _match_template(profile: Profile, fingerprint: int, near_bits: int, max_temp
         profile.templates.remove(min(profile.templates, key=lambda e: e[1]))
     profile.templates.append([fingerprint, 0])
     return False
+
+
+def focus(profile: Profile, min_share: float = 0.2) -> str:
+    """The harvested capability the account's recent prompts target most, if any does notably.
+
+    >>> p = Profile()
+    >>> p.means.update(rubric=0.7, reasoning=0.3)
+    >>> focus(p)
+    'rubric'
+    """
+    share, tag = max((profile.means[t], t) for t in HARVEST_TAGS)
+    return tag if share >= min_share else ""
 
 
 def lockstep_bands(profile: Profile, bands: int = 4) -> tuple[str, ...]:

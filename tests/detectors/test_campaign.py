@@ -137,3 +137,14 @@ def test_accounts_driven_by_one_scheduler_share_lockstep_bands() -> None:
     )
     assert shared
     assert not shared & set(lockstep_bands(human))
+
+
+def test_capability_focus_and_replacement_in_reasons() -> None:
+    campaign = CampaignState(
+        "e:tpl:1", 0.0, 30_000.0, 20, 0, 900, ("tpl", "asnua"), capabilities={"reasoning": 60, "coding": 40},
+        joined_recently=6, active_recently=8,
+    )  # fmt: skip
+    finding = judge(campaign, CampaignSettings())
+    assert "internal-reasoning elicitation 60%, agentic coding 40%" in finding.reasons[2]
+    assert "6 accounts joined while 12 went quiet" in finding.reasons[3]
+    assert finding.evidence["quiet_members"] == 12
