@@ -180,7 +180,9 @@ EVIDENCE_KINDS = ("bill", "cfp", "net", "asnua", "tpl", "lock", "born", "range")
 
 class CampaignSettings(_Section):
     enabled: bool = True
-    evidence_kinds: tuple[str, ...] = EVIDENCE_KINDS
+    # "born" (account-creation hour) is off by default: on the default scenario, an hour shared
+    # by accounts of two campaigns merged them; it needs more than three suspects to mean much.
+    evidence_kinds: tuple[str, ...] = ("bill", "cfp", "net", "asnua", "tpl", "lock", "range")
     suspect_score: float = Field(default=0.35, ge=0, le=1)
     min_suspects: int = Field(default=3, ge=2)
     index_cap: int = Field(default=500, ge=10)
