@@ -203,6 +203,7 @@ class CampaignSettings(_Section):
     source_min_accounts: int = Field(default=5, ge=1)
     source_min_requests: int = Field(default=200, ge=1)
     source_realert_delta: float = Field(default=0.2, gt=0, le=1)
+    source_cooldown_s: float = Field(default=86400.0, ge=0)
 
     @model_validator(mode="after")
     def _valid(self) -> CampaignSettings:

@@ -172,7 +172,7 @@ class Pipeline:
                 )
                 marks.append(self.campaigns.mark_pivot(campaign, model))
         for mix in linked.sources:
-            finding = source(mix, s)
+            finding = source(mix, s, max(last_ts.values()))
             if finding is None:
                 continue
             evidence = dict(finding.evidence, campaign_id=campaign_id(mix.campaign_root))
@@ -191,7 +191,7 @@ class Pipeline:
                     subject_type="source",
                 )
             )
-            marks.append(self.campaigns.mark_source(mix))
+            marks.append(self.campaigns.mark_source(mix, max(last_ts.values())))
         return marks
 
     def _decide(self, state: AccountState, snap: Snapshot) -> tuple[list[dict[str, Any]], float]:

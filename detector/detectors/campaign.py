@@ -155,8 +155,12 @@ def pivot(
     return None
 
 
-def source(mix: SourceMix, settings: CampaignSettings) -> Finding | None:
-    """An origin carrying campaign traffic, with the mix, so a reseller is not blocked wholesale."""
+def source(mix: SourceMix, settings: CampaignSettings, ts: float) -> Finding | None:
+    """An origin carrying campaign traffic, with the mix, so a reseller is not blocked wholesale.
+
+    Re-alerted when its share moved materially, and then not within the cooldown unless it
+    turned from mixed to mostly abusive.
+    """
     share = mix.request_share
     if (
         share < settings.source_min_share
@@ -164,11 +168,15 @@ def source(mix: SourceMix, settings: CampaignSettings) -> Finding | None:
         or mix.requests < settings.source_min_requests
     ):
         return None
-    if mix.alerted_share and abs(share - mix.alerted_share) < settings.source_realert_delta:
-        return None
+    mostly = share >= settings.source_high_share
+    if mix.alerted_share:
+        if abs(share - mix.alerted_share) < settings.source_realert_delta:
+            return None
+        escalated = mostly and mix.alerted_share < settings.source_high_share
+        if ts - mix.alerted_ts < settings.source_cooldown_s and not escalated:
+            return None
     kind, _, value = mix.evidence.partition(":")
     what = "address range" if kind == "range" else "ASN and user agent"
-    mostly = share >= settings.source_high_share
     return Finding(
         "campaign_source",
         round(share, 4),

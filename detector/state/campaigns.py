@@ -285,6 +285,7 @@ class SourceMix:
     campaign_accounts: int
     campaign_root: str
     alerted_share: float
+    alerted_ts: float = 0.0
 
     @property
     def request_share(self) -> float:
@@ -374,13 +375,9 @@ class CampaignStore:
     def mark_pivot(self, campaign: CampaignState, model: str) -> tuple[Any, ...]:
         return ("HSET", f"{self._base}:c:{campaign.root}", f"pivot:{model}", 1)
 
-    def mark_source(self, source: SourceMix) -> tuple[Any, ...]:
-        return (
-            "HSET",
-            f"{self._base}:src:{source.evidence}",
-            "alerted",
-            repr(source.request_share),
-        )
+    def mark_source(self, source: SourceMix, ts: float) -> tuple[Any, ...]:
+        key = f"{self._base}:src:{source.evidence}"
+        return ("HSET", key, "alerted", repr(source.request_share), "alerted_ts", repr(ts))
 
     @staticmethod
     def _source(evidence: str, flat: list[str], accounts: int, campaign_accounts: int) -> SourceMix:
@@ -393,6 +390,7 @@ class CampaignStore:
             campaign_accounts=int(campaign_accounts),
             campaign_root=f.get("campaign", ""),
             alerted_share=float(f.get("alerted", 0.0)),
+            alerted_ts=float(f.get("alerted_ts", 0.0)),
         )
 
     @staticmethod

@@ -86,16 +86,16 @@ def test_no_pivot_when_everyone_moves_or_the_model_is_old_or_already_reported() 
 def test_source_mix_mixed_versus_mostly_abusive() -> None:
     s = CampaignSettings()
     reseller = SourceMix("asnua:64500|gw", 1000, 400, 120, 30, "e:tpl:1", 0.0)
-    finding = source(reseller, s)
+    finding = source(reseller, s, 0.0)
     assert finding is not None and finding.severity == "medium"
     assert "do not block the source" in finding.reasons[1]
     hosting = SourceMix("range:45.77.0.0/16", 1000, 950, 12, 12, "e:tpl:1", 0.0)
-    assert source(hosting, s).severity == "high"
+    assert source(hosting, s, 0.0).severity == "high"
     assert (
-        source(SourceMix("range:1.2.0.0/16", 1000, 100, 50, 5, "r", 0.0), s) is None
+        source(SourceMix("range:1.2.0.0/16", 1000, 100, 50, 5, "r", 0.0), s, 0.0) is None
     )  # 10%: honest source
     assert (
-        source(SourceMix("asnua:64500|gw", 1000, 410, 120, 30, "r", 0.4), s) is None
+        source(SourceMix("asnua:64500|gw", 1000, 410, 120, 30, "r", 0.4), s, 0.0) is None
     )  # no material change
 
 
@@ -148,3 +148,13 @@ def test_capability_focus_and_replacement_in_reasons() -> None:
     assert "internal-reasoning elicitation 60%, agentic coding 40%" in finding.reasons[2]
     assert "6 accounts joined while 12 went quiet" in finding.reasons[3]
     assert finding.evidence["quiet_members"] == 12
+
+
+def test_source_cooldown_unless_it_turns_mostly_abusive() -> None:
+    s = CampaignSettings()
+    moved = SourceMix("asnua:64500|gw", 1000, 700, 120, 30, "r", 0.4, alerted_ts=1000.0)
+    assert source(moved, s, 1000.0 + 3600) is None  # within the cooldown
+    assert source(moved, s, 1000.0 + 2 * 86400) is not None  # after it
+    worse = SourceMix("asnua:64500|gw", 1000, 900, 120, 30, "r", 0.4, alerted_ts=1000.0)
+    finding = source(worse, s, 1000.0 + 3600)
+    assert finding is not None and finding.severity == "high"  # escalation is news at once
