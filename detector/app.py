@@ -38,6 +38,17 @@ log = logging.getLogger(__name__)
 REDIS_WAIT_S = 30.0
 
 
+# kafka-python logs whole record values at DEBUG; raw prompts must never reach a log line.
+PAYLOAD_LOGGERS = ("kafka",)  # its producer, fetcher and connection debug lines all carry records
+
+
+def keep_payloads_out_of_logs() -> None:
+    for name in PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 def checkpoint_key(settings: Settings) -> str:
     return f"{settings.redis.key_prefix}model:{{{settings.kafka.group_id}}}"
 
@@ -91,6 +102,7 @@ def run_service(
     on_started: Callable[[int], None] | None = None,
 ) -> None:
     """``detector run``: consume, detect, alert, commit; until ``stop`` is set."""
+    keep_payloads_out_of_logs()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     health = Health()
