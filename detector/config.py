@@ -78,6 +78,7 @@ class StateSettings(_Section):
 
 class FeatureSettings(_Section):
     prompt_max_bytes: int = Field(default=65536, ge=0)
+    max_future_s: float = Field(default=86400.0, ge=0)
 
 
 # Transparent starting points; each list is OR-ed, matched case-insensitively.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import fastjsonschema
@@ -22,6 +23,7 @@ REASONS = (
     "too_short",
     "invalid_value",
     "schema_violation",
+    "ts_in_future",
 )
 _RULE_REASON = {
     "required": "missing_field",
@@ -35,7 +37,12 @@ _RULE_REASON = {
 _DETAIL_MAX_CHARS = 300
 
 
-def decode_record(record: RawRecord) -> QueryEvent | DeadLetter:
+def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent | DeadLetter:
+    """One record as an event, or as a dead letter saying why not.
+
+    ``not_after`` bounds ``ts``: one event far in the future would make every later
+    event of its account look late, blinding the account's windows.
+    """
     try:
         data = orjson.loads(record.value)
     except orjson.JSONDecodeError as exc:
@@ -49,6 +56,10 @@ def decode_record(record: RawRecord) -> QueryEvent | DeadLetter:
         reason = _RULE_REASON.get(exc.rule or "", "schema_violation")
         # The message names the field but never echoes its value (it may be prompt text).
         return DeadLetter(reason, _describe(exc), record)
+    if data["ts"] > not_after:
+        return DeadLetter(
+            "ts_in_future", f"field ts: {data['ts']:.0f} is after {not_after:.0f}", record
+        )
     known = {k: v for k, v in data.items() if k in CONTRACT_FIELDS}
     return QueryEvent(**known, partition=record.partition, offset=record.offset)
 
@@ -60,10 +71,12 @@ def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:
     return f"field {field}: {exc.message.split(' ', 1)[-1]}"[:_DETAIL_MAX_CHARS]
 
 
-def decode_batch(records: Iterable[RawRecord]) -> tuple[list[QueryEvent], list[DeadLetter]]:
+def decode_batch(
+    records: Iterable[RawRecord], not_after: float = math.inf
+) -> tuple[list[QueryEvent], list[DeadLetter]]:
     oks: list[QueryEvent] = []
     errs: list[DeadLetter] = []
     for record in records:
-        result = decode_record(record)
+        result = decode_record(record, not_after)
         (oks if isinstance(result, QueryEvent) else errs).append(result)
     return oks, errs

@@ -74,7 +74,7 @@ class Pipeline:
     def process(self, records: list[RawRecord]) -> BatchResult:
         started = time.perf_counter()
         result = BatchResult(consumed=len(records))
-        events, dead = decode_batch(records)
+        events, dead = decode_batch(records, self.clock() + self.settings.features.max_future_s)
         self.dead_letters.send(dead)
         result.invalid = len(dead)
 

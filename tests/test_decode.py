@@ -205,3 +205,12 @@ def test_arbitrary_bytes_never_raise(value: bytes) -> None:
         assert result.record.value == value
     else:
         assert (result.partition, result.offset) == (3, 17)
+
+
+def test_far_future_timestamp_is_refused_when_bounded() -> None:
+    value = b'{"event_id": "e", "ts": 4102444800, "account_id": "a", "model": "m"}'  # 2100-01-01
+    record = RawRecord("t", 0, 0, None, value)
+    letter = decode_record(record, not_after=1_800_000_000.0)
+    assert isinstance(letter, DeadLetter) and letter.reason == "ts_in_future"
+    assert "4102444800" in letter.detail
+    assert isinstance(decode_record(record), QueryEvent)  # unbounded: the contract allows it
