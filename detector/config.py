@@ -42,6 +42,18 @@ class KafkaSettings(_Section):
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
     max_poll_interval_ms: int = Field(default=60000, ge=1000)
     auto_offset_reset: str = Field(default="earliest", pattern="^(earliest|latest)$")
+    security_protocol: str = Field(
+        default="PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
+    )
+    sasl_mechanism: str = Field(
+        default="SCRAM-SHA-512", pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$"
+    )
+    sasl_username: str = ""
+    sasl_password_env: str = "KAFKA_SASL_PASSWORD"
+    sasl_password_file: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> KafkaSettings:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -13,7 +16,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from detector.config import KafkaSettings
-from detector.errors import ServiceUnavailable
+from detector.errors import ConfigError, ServiceUnavailable
 from detector.events import DeadLetter, RawRecord
 from detector.metrics import Metrics
 
@@ -21,11 +24,52 @@ log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 30.0
 
 
+def connection_options(
+    settings: KafkaSettings, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Brokers, client id, TLS and SASL options for any kafka-python client.
+
+    The SASL password is read here, from the environment variable or file the settings
+    name, so it is never part of the settings (nor of anything that prints them).
+    """
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, key):
+                options[key] = getattr(settings, key)
+    if settings.security_protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=read_secret(
+                settings.sasl_password_env, settings.sasl_password_file, environ
+            ),
+        )
+    return options
+
+
+def read_secret(env_name: str, file: str, environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    if file:
+        try:
+            return Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"kafka.sasl_password_file {file}: {exc.strerror}") from None
+    if environ.get(env_name):
+        return environ[env_name]
+    raise ConfigError(
+        f"SASL needs a password: set the environment variable {env_name} (kafka.sasl_password_env) "
+        "or kafka.sasl_password_file"
+    )
+
+
 def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> None:
     """Create the input, alerts and dead-letter topics if they do not exist."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id=settings.client_id
-    )
+    admin = KafkaAdminClient(**connection_options(settings))
     try:
         existing = set(admin.list_topics())
         wanted = [
@@ -42,8 +86,7 @@ def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> Non
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "client_id": settings.client_id,
+        **connection_options(settings),
         "acks": "all",
         "linger_ms": 5,
         "retries": 5,
@@ -60,8 +103,7 @@ class KafkaSource:
         self._metrics = metrics
         self._consumer = KafkaConsumer(
             settings.input_topic,
-            bootstrap_servers=settings.bootstrap_servers,
-            client_id=settings.client_id,
+            **connection_options(settings),
             group_id=settings.group_id,
             enable_auto_commit=False,  # commit after effect, never before
             auto_offset_reset=settings.auto_offset_reset,

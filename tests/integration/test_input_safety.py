@@ -33,7 +33,8 @@ NASTY = {
     orjson.dumps({**GOOD, "status": "weird"}): "invalid_value",
     orjson.dumps({"event_id": "x", "ts": 1.0, "model": "m", "prompt": MARKER}): "missing_field",
     orjson.dumps({**GOOD, "prompt": 5, "system_prompt": MARKER}): "wrong_type",
-    orjson.dumps({**GOOD, "ts": 4_102_444_800}): "ts_in_future",  # 2100: would blind the account's windows
+    # In the year 2100: one such event would blind its account's windows.
+    orjson.dumps({**GOOD, "ts": 4_102_444_800}): "ts_in_future",
 }
 
 
