@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 import redis
+import yaml
 from kafka import KafkaConsumer
 
 from detector.config import Settings
@@ -75,3 +80,32 @@ def account_event_counts(settings: Settings) -> dict[str, int]:
         return counts
     finally:
         client.close()
+
+
+def start_worker(config: Path) -> subprocess.Popen[bytes]:
+    """`detector run` in a child process (so a test can SIGKILL it); WORKER_LOG names a log file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR__")}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("REDIS_URL", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "detector.cli",
+            "--log-level",
+            os.environ.get("WORKER_LOG_LEVEL", "warning"),
+            "run",
+            "--config",
+            str(config),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.environ.get("WORKER_LOG", os.devnull), "ab"),
+    )
+
+
+def write_config(settings: Settings, directory: Path) -> Path:
+    """The settings as a YAML overlay a child worker can load with --config."""
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    return config
