@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from detector.config import Settings, redact_url
 from detector.detectors.suite import DetectorSuite
 from detector.embedded import EmbeddedRedis
-from detector.errors import ServiceUnavailable
+from detector.errors import ConfigError, ServiceUnavailable
 from detector.health import Health, HealthServer
 from detector.io import AlertSink, DeadLetterSink
 from detector.io.files import JsonlAlertSink, JsonlDeadLetterSink, batches, records_in_event_time
@@ -87,6 +87,10 @@ def wait_for_redis(client: redis.Redis, url: str, timeout_s: float = REDIS_WAIT_
         try:
             client.ping()
             return
+        except redis.AuthenticationError:
+            raise ConfigError(
+                f"redis at {redact_url(url)} refused the credentials: set the password in redis.url or REDIS_URL"
+            ) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if time.monotonic() > deadline:
                 raise ServiceUnavailable(

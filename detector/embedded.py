@@ -120,7 +120,12 @@ class _Child:
 class EmbeddedRedis(_Child):
     name = "redis"
 
+    def __init__(self, password: str | None = None) -> None:
+        super().__init__()
+        self.password = password
+
     def _command(self) -> list[str]:
+        auth = ["--requirepass", self.password] if self.password else []
         return [
             redis_server_binary(),
             "--port", str(self.port),
@@ -128,19 +133,22 @@ class EmbeddedRedis(_Child):
             "--save", "",
             "--appendonly", "no",
             "--protected-mode", "yes",
+            *auth,
         ]  # fmt: skip
 
     def _answers(self) -> bool:
+        auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                s.sendall(auth + b"PING\r\n")
+                return b"+PONG" in s.recv(64)
         except OSError:
             return False
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
 
 class EmbeddedKafka(_Child):
