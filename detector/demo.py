@@ -130,6 +130,10 @@ def format_alert(alert: dict[str, Any]) -> str:
     ]
     lines += [f"           - {reason}" for reason in alert["reasons"]]
     anomaly = alert.get("evidence", {}).get("anomaly")
-    if anomaly:
+    if anomaly and anomaly["score"] > 0:
         lines.append(f"           - anomaly model score {anomaly['score']:.2f}")
+    elif anomaly:  # HalfSpaceTrees scores 0 until its first window is learned
+        lines.append(
+            f"           - anomaly model warming up ({anomaly['learned_events']} snapshots learned)"
+        )
     return "\n".join(lines)

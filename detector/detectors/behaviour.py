@@ -120,7 +120,7 @@ class BehaviourDetector:
             f"run to the output limit, {self._versus('single_turn', p['single_turn'])} single-turn, "
             f"{p['stream_off']:.0%} without streaming, {p['fixed_temperature']:.0%} at a fixed temperature)",
             f"{self._versus('dup', p['dup'])} of recent prompts are near-duplicates of the account's own; "
-            f"longest chain {p['template_chain_max']:.0f}, {p['templates_seen']:.0f} templates in "
+            f"longest chain {p['template_chain_max']:.0f}, {p['templates_seen']:.0f} template(s) in "
             f"{snap.events} requests",
         ]
 
@@ -176,7 +176,7 @@ class BehaviourDetector:
             (
                 f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
                 f"{self._versus('dup', p['dup'])} of recent prompts repeat one of "
-                f"{p['templates_seen']:.0f} templates",
+                f"{p['templates_seen']:.0f} template(s)",
                 f"{self._versus('harvest', p['harvest'])} of them target harvestable capabilities",
             ),
             evidence,
