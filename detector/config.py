@@ -66,7 +66,7 @@ class RedisSettings(_Section):
     url: str = "redis://localhost:6379/0"
     key_prefix: str = "det:"
     socket_timeout_s: float = Field(default=5.0, gt=0)
-    retry_attempts: int = Field(default=3, ge=0)
+    retry_attempts: int = Field(default=0, ge=0)
 
 
 class StateSettings(_Section):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from detector.config import RedisSettings, StateSettings
 from detector.errors import ServiceUnavailable
@@ -65,12 +67,15 @@ class LoadedBatch:
 
 
 def connect(settings: RedisSettings) -> redis.Redis:
+    # redis-py would retry a round trip 3 times by default, re-running a script whose reply
+    # was lost; the worker retries whole batches instead, where watermarks make it safe.
     return redis.Redis.from_url(
         settings.url,
         decode_responses=True,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.socket_timeout_s,
         health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), settings.retry_attempts),
     )
 
 
