@@ -3,9 +3,9 @@
 Committing the source offsets is the caller's job, and only after ``process``
 returned: by then the batch's alerts and dead letters are flushed and its state
 is written. Alerts are published before the state write, so a crash between the
-two re-sends the same alerts (same ``alert_id``) rather than losing them. Campaign alerts
-are marked as sent in that same write, so a crash before it re-sends them too; a member's
-account alert, sent when it joins, is the one thing such a crash can lose.
+two re-sends the same alerts (same ``alert_id``) rather than losing them. Campaign and
+member alerts are marked as sent in that same write, so a crash before it re-sends them
+too, and the campaign link step counts a partition's events only once (link watermarks).
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
-from detector.state.campaigns import AccountLinks, CampaignStore, campaign_id
+from detector.state.campaigns import (
+    AccountLinks,
+    CampaignStore,
+    campaign_id,
+    link_watermarks,
+    partition_key,
+)
 from detector.state.profile import focus, lockstep_bands
 from detector.state.store import AccountStore
 
@@ -79,7 +85,8 @@ class Pipeline:
         result.invalid = len(dead)
 
         feats = [extract(e, self.settings.features, self.tagger) for e in events]
-        loaded = self.store.load(feats)
+        reads = [self.campaigns.watermarks_command()] if self.campaigns else []
+        loaded = self.store.load(feats, reads)
 
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)
@@ -96,7 +103,12 @@ class Pipeline:
             result.alerts.extend(alerts)
             suspicion[feat.account_id] = max(suspicion[feat.account_id], score)
 
-        marks = self._campaigns(applied, loaded.states, suspicion, result) if self.campaigns else []
+        marks = []
+        if self.campaigns and records:
+            counted = link_watermarks(loaded.extra[0])
+            marks = self._campaigns(
+                records[0].topic, counted, applied, loaded.states, suspicion, result
+            )
         self.alerts.send(result.alerts)
         self.alerts.flush()
         self.dead_letters.flush()
@@ -106,6 +118,8 @@ class Pipeline:
 
     def _campaigns(
         self,
+        topic: str,
+        counted: dict[str, int],
         applied: dict[str, list[EventFeatures]],
         states: dict[str, AccountState],
         suspicion: dict[str, float],
@@ -113,16 +127,19 @@ class Pipeline:
     ) -> list[tuple[Any, ...]]:
         """Link the batch's accounts through shared evidence; alert on what changed.
 
+        ``counted`` says how far each partition's traffic is already in the campaign counts
+        (a batch processed again after a crash links again but does not count twice).
         Returns the commands that record the alerts, written with the batch's state.
         """
         s = self.settings.campaigns
         assert self.campaigns is not None
+        through, fresh = uncounted(topic, counted, applied)
         links = [
             AccountLinks(
                 account,
                 fs[-1].ts,
                 suspicion[account] >= s.suspect_score,
-                len(fs),
+                len(fresh[account]),
                 evidence_of(
                     fs,
                     s.evidence_kinds,
@@ -132,13 +149,13 @@ class Pipeline:
                     if states[account].events >= self.settings.behaviour.min_events
                     else (),
                 ),
-                tuple(Counter(f.model for f in fs).items()),
+                tuple(Counter(f.model for f in fresh[account]).items()),
                 focus(states[account].profile),
             )
             for account, fs in applied.items()
         ]
         last_ts = {link.account_id: link.ts for link in links}
-        linked = self.campaigns.link(links)
+        linked = self.campaigns.link(links, through)
         marks: list[tuple[Any, ...]] = []
         now = self.clock()
         judged = {}
@@ -151,6 +168,8 @@ class Pipeline:
             for account in campaign.new_members:
                 ts = last_ts.get(account, campaign.last)
                 result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
+            if campaign.new_members:
+                marks.append(self.campaigns.mark_announced(campaign, campaign.new_members))
             about = (
                 campaign.listed,
                 campaign.members,
@@ -231,3 +250,19 @@ class Pipeline:
             m.state_conflicts.inc(len(result.conflicts))
         m.batch_seconds.observe(seconds)
         m.batch_size.observe(result.consumed)
+
+
+def uncounted(
+    topic: str, counted: dict[str, int], applied: dict[str, list[EventFeatures]]
+) -> tuple[dict[str, int], dict[str, list[EventFeatures]]]:
+    """Each partition's last offset in the batch, and each account's events not yet counted."""
+    through: dict[str, int] = {}
+    fresh: dict[str, list[EventFeatures]] = {}
+    for account, fs in applied.items():
+        fresh[account] = []
+        for f in fs:
+            where = partition_key(topic, f.partition)
+            through[where] = max(through.get(where, -1), f.offset)
+            if f.offset > counted.get(where, -1):
+                fresh[account].append(f)
+    return through, fresh

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -64,6 +64,7 @@ class LoadedBatch:
     states: dict[str, AccountState]
     loaded_watermarks: dict[str, tuple[int, int]]
     distinct: list[Distinct]
+    extra: list[Any] = field(default_factory=list)  # replies to the extra commands, in order
 
 
 def connect(settings: RedisSettings) -> redis.Redis:
@@ -98,7 +99,10 @@ class AccountStore:
         base = f"{self._prefix}acct:{{{account_id}}}"
         return [f"{base}:s", f"{base}:ip", f"{base}:m", f"{base}:ua"]
 
-    def load(self, feats: list[EventFeatures]) -> LoadedBatch:
+    def load(
+        self, feats: list[EventFeatures], extra: list[tuple[Any, ...]] | None = None
+    ) -> LoadedBatch:
+        """Load the batch's accounts, with ``extra`` read commands in the same round trip."""
         by_account: dict[str, list[int]] = {}
         for i, f in enumerate(feats):
             by_account.setdefault(f.account_id, []).append(i)
@@ -109,7 +113,7 @@ class AccountStore:
                 f = feats[i]
                 args += (f.source_ip, f.model, f.user_agent)
             calls.append((self._load_sha, self.keys(account), args))
-        replies = self._execute(calls, "load")
+        replies, extra_replies = self._execute(calls, "load", extra)
 
         states: dict[str, AccountState] = {}
         distinct: list[Distinct] = [Distinct()] * len(feats)
@@ -120,7 +124,7 @@ class AccountStore:
             for j, i in enumerate(idx):
                 distinct[i] = Distinct(*counts[3 * j : 3 * j + 3])
         marks = {a: s.watermark for a, s in states.items()}
-        return LoadedBatch(states, marks, distinct)
+        return LoadedBatch(states, marks, distinct, extra_replies)
 
     def save(self, batch: LoadedBatch, extra: list[tuple[Any, ...]] | None = None) -> list[str]:
         """Write changed states back, with ``extra`` commands in the same round trip.
@@ -138,7 +142,7 @@ class AccountStore:
                 args += field_value
             calls.append((self._save_sha, self.keys(account), args))
             accounts.append(account)
-        replies = self._execute(calls, "save", extra)
+        replies, _ = self._execute(calls, "save", extra)
         return [a for a, ok in zip(accounts, replies, strict=False) if not ok]
 
     def _execute(
@@ -146,9 +150,10 @@ class AccountStore:
         calls: list[tuple[str, list[str], list[Any]]],
         op: str,
         extra: list[tuple[Any, ...]] | None = None,
-    ) -> list[Any]:
+    ) -> tuple[list[Any], list[Any]]:
+        """Replies to ``calls`` and to ``extra``, from one pipelined round trip."""
         if not calls and not extra:
-            return []
+            return [], []
         started = time.perf_counter()
         try:
             try:
@@ -165,13 +170,14 @@ class AccountStore:
 
     def _pipeline(
         self, calls: list[tuple[str, list[str], list[Any]]], extra: list[tuple[Any, ...]] | None
-    ) -> list[Any]:
+    ) -> tuple[list[Any], list[Any]]:
         pipe = self._client.pipeline(transaction=False)
         for sha, keys, args in calls:
             pipe.evalsha(sha, len(keys), *keys, *args)
         for command in extra or ():
             pipe.execute_command(*command)
-        return pipe.execute()[: len(calls)]
+        replies = pipe.execute()
+        return replies[: len(calls)], replies[len(calls) :]
 
 
 def sha1(script: str) -> str:
