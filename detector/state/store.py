@@ -1,10 +1,12 @@
 """Account state in Redis: one pipelined round trip to load a batch, one to save it.
 
 Keys carry the account in a hash tag (``acct:{<id>}``) so every script touches a
-single Redis Cluster slot. HyperLogLog additions happen while loading: they are
-idempotent, so a batch that is processed again cannot count a value twice.
-Saving is a compare-and-set on the account's watermark, which makes the write
-atomic per account and refuses it if another worker applied events meanwhile.
+single Redis Cluster slot. Loading adds the batch's values to scratch copies of the
+account's HyperLogLogs, so each event sees the distinct counts as they were after it,
+also when a batch is processed again after a crash. Saving is a compare-and-set on the
+account's watermark, which makes the write atomic per account (the scratch copies
+replace the HyperLogLogs in the same step) and refuses it if another worker applied
+events meanwhile.
 """
 
 from __future__ import annotations
@@ -25,32 +27,47 @@ from detector.features import EventFeatures
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Distinct
 
-# PFADD each event's values in order and report the distinct counts after each one.
+SCRATCH_TTL_S = 3600  # scratch HyperLogLogs of a batch that was never saved (a crash) go away
+
+# PFADD each event's values, in order, to a scratch copy of the account's HyperLogLog
+# (KEYS[5..7] for KEYS[2..4]) and report the distinct counts after each event.
 _LOAD_LUA = """
 local fields = redis.call('HGETALL', KEYS[1])
-local ttl = tonumber(ARGV[1])
-local c, touched, counts = {}, {}, {}
-for k = 2, 4 do c[k] = redis.call('PFCOUNT', KEYS[k]) end
+local c, target, counts = {}, {}, {}
+for k = 2, 4 do c[k] = redis.call('PFCOUNT', KEYS[k]); target[k] = KEYS[k] end
 for i = 2, #ARGV, 3 do
   for k = 2, 4 do
     local v = ARGV[i + k - 2]
-    if v ~= '' and redis.call('PFADD', KEYS[k], v) == 1 then
-      c[k] = redis.call('PFCOUNT', KEYS[k])
-      touched[k] = true
+    if v ~= '' then
+      if target[k] == KEYS[k] then
+        target[k] = KEYS[k + 3]
+        redis.call('DEL', target[k])
+        if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('COPY', KEYS[k], target[k]) end
+      end
+      if redis.call('PFADD', target[k], v) == 1 then c[k] = redis.call('PFCOUNT', target[k]) end
     end
     counts[#counts + 1] = c[k]
   end
 end
-for k = 2, 4 do if touched[k] then redis.call('EXPIRE', KEYS[k], ttl) end end
+for k = 2, 4 do
+  if target[k] ~= KEYS[k] then redis.call('EXPIRE', target[k], ARGV[1]) end
+end
 return {fields, counts}
 """
 
-# Write the account's fields only if its watermark is still the one that was loaded.
+# Write the account's fields only if its watermark is still the one that was loaded; the
+# scratch HyperLogLogs of the load become the account's in the same step.
 _SAVE_LUA = """
 local cur = redis.call('HMGET', KEYS[1], 'wp', 'wo')
-if (cur[1] or '-1') ~= ARGV[1] or (cur[2] or '-1') ~= ARGV[2] then return 0 end
+if (cur[1] or '-1') ~= ARGV[1] or (cur[2] or '-1') ~= ARGV[2] then
+  redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
+  return 0
+end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-for k = 1, #KEYS do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
+for k = 5, 7 do
+  if redis.call('EXISTS', KEYS[k]) == 1 then redis.call('RENAME', KEYS[k], KEYS[k - 3]) end
+end
+for k = 1, 4 do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
 return 1
 """
 
@@ -96,8 +113,10 @@ class AccountStore:
         self._save_sha = sha1(_SAVE_LUA)
 
     def keys(self, account_id: str) -> list[str]:
+        """The state hash, its three HyperLogLogs, and their scratch copies while a batch is in hand."""
         base = f"{self._prefix}acct:{{{account_id}}}"
-        return [f"{base}:s", f"{base}:ip", f"{base}:m", f"{base}:ua"]
+        hlls = [f"{base}:ip", f"{base}:m", f"{base}:ua"]
+        return [f"{base}:s", *hlls, *(f"{k}+" for k in hlls)]
 
     def load(
         self, feats: list[EventFeatures], extra: list[tuple[Any, ...]] | None = None
@@ -108,7 +127,7 @@ class AccountStore:
             by_account.setdefault(f.account_id, []).append(i)
         calls = []
         for account, idx in by_account.items():
-            args: list[Any] = [self._state.ttl_s]
+            args: list[Any] = [SCRATCH_TTL_S]
             for i in idx:
                 f = feats[i]
                 args += (f.source_ip, f.model, f.user_agent)

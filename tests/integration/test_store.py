@@ -65,6 +65,24 @@ def test_load_apply_save_round_trip(store, redis_settings: Settings) -> None:
     assert registry.get_sample_value("detector_redis_roundtrip_seconds_count", {"op": "load"}) == 2
 
 
+def test_a_batch_loaded_again_after_a_lost_write_sees_the_same_distinct_counts(
+    store, redis_settings: Settings
+) -> None:
+    s, client, _ = store
+    feats = _feats(6, ips=3)
+    first = [d.ips for d in s.load(feats).distinct]  # then the worker died before saving
+    loaded = s.load(feats)
+    assert [d.ips for d in loaded.distinct] == first == [1, 2, 3, 3, 3, 3]
+    for f, d in zip(feats, loaded.distinct, strict=True):
+        apply_event(loaded.states[f.account_id], f, d, redis_settings.state)
+    assert s.save(loaded) == []
+    ip, *_ = s.keys("acct-1")[1:]
+    assert client.pfcount(ip) == 3
+    assert [k for k in s.keys("acct-1") if k.endswith("+") and client.exists(k)] == []
+    later = s.load(_feats(2, start_offset=6, ips=5))  # 10.0.0.0 and .1 are known
+    assert [d.ips for d in later.distinct] == [3, 3]
+
+
 def test_save_refuses_when_account_changed_meanwhile(store, redis_settings: Settings) -> None:
     s, _, _ = store
     feats = _feats(3)
