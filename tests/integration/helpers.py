@@ -34,7 +34,7 @@ def wait_until(condition: Callable[[], T], timeout_s: float, what: str, every_s:
 
 def produce(settings: Settings, events: Iterable[dict[str, Any]], raw: Iterable[bytes] = ()) -> int:
     ensure_topics(settings.kafka)
-    producer = make_producer(settings.kafka)
+    producer = make_producer(settings.kafka, max_request_size=16 * 1024 * 1024)  # multi-MB tests
     n = 0
     for value in raw:
         producer.send(settings.kafka.input_topic, key=b"raw", value=value)
