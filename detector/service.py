@@ -43,6 +43,7 @@ class Worker:
                 self._wait_after_failure("kafka", exc, stop, attempt=1)
                 continue
             if not records:
+                self._check_broker()  # an empty poll is also what a lost broker looks like
                 continue
             if self._process_until_done(records, stop) is None:
                 break  # asked to stop while a dependency was down: leave the batch uncommitted
@@ -85,6 +86,18 @@ class Worker:
         with contextlib.suppress(ServiceUnavailable):
             self.source.hold()  # stay in the group without fetching more
         stop.wait(delay)
+
+    def _check_broker(self) -> None:
+        connected = self.source.connected()
+        if connected == self.health.ready:
+            return
+        if connected:
+            log.info("broker reachable again")
+            self._set_ready(True)
+        else:
+            log.warning("no broker connection; kafka-python keeps reconnecting")
+            self.metrics.dependency_errors.labels("kafka").inc()
+            self._set_ready(False, "kafka unavailable")
 
     def _set_ready(self, ready: bool, reason: str = "") -> None:
         self.health.set_ready(ready, reason)

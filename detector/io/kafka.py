@@ -130,6 +130,11 @@ class KafkaSource:
         self._update_lag(records)
         return records
 
+    def connected(self) -> bool:
+        """Whether the consumer holds any broker connection (kafka-python reconnects by itself)."""
+        stats = self._consumer.metrics().get("consumer-metrics", {})
+        return stats.get("connection-count", 0.0) > 0
+
     def hold(self) -> None:
         """Stop fetching (while a batch is retried) but stay in the group."""
         if not self._paused:

@@ -152,10 +152,13 @@ class AccountStore:
         """
         calls = []
         accounts = []
+        extra = list(extra or ())
         for account, state in batch.states.items():
             before = batch.loaded_watermarks[account]
             if state.watermark == before:
-                continue  # nothing applied (all duplicates); alerts need applied events
+                # Nothing applied (all redelivered): no write, and the load's scratch copies go.
+                extra.append(("DEL", *self.keys(account)[4:]))
+                continue
             args: list[Any] = [str(before[0]), str(before[1]), self._state.ttl_s]
             for field_value in state.to_fields().items():
                 args += field_value

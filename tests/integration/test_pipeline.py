@@ -9,10 +9,13 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from detector.app import build_pipeline
 from detector.config import Settings
+from detector.contract import ALERT_SCHEMA, validator
 from detector.errors import ServiceUnavailable
 from detector.events import RawRecord
 from detector.io.files import JsonlDeadLetterSink
@@ -118,3 +121,56 @@ def test_member_alerts_are_announced_again_until_the_write_after_publishing(
     pipeline.process(_records(4, 5, start=25))  # announced and recorded: not again
     assert not [a for a in alerts.sent if a["alert_id"] in members]
     client.close()
+
+
+_text = st.text(min_size=0, max_size=40)
+_valid = st.fixed_dictionaries(
+    {
+        "event_id": st.text(min_size=1, max_size=20),
+        "ts": st.floats(min_value=0, max_value=2e9, allow_nan=False),
+        "account_id": st.sampled_from(["a", "b", "c\u0000", "d" * 128]),
+        "model": st.text(min_size=1, max_size=10),
+    },
+    optional={
+        "prompt": st.text(max_size=2000),
+        "source_ip": st.sampled_from(["10.0.0.1", "::1", "not an ip", ""]),
+        "asn": st.integers(min_value=0, max_value=2**64 - 1),
+        "input_tokens": st.integers(min_value=0, max_value=2**63 - 1),
+        "output_tokens": st.integers(min_value=0, max_value=10**6),
+        "max_tokens": st.integers(min_value=0, max_value=10**6),
+        "temperature": st.floats(min_value=0, max_value=1e308, allow_nan=False),
+        "n_messages": st.integers(min_value=0, max_value=10**9),
+        "stream": st.booleans(),
+        "user_agent": _text,
+        "billing_fingerprint": _text,
+        "client_fingerprint": _text,
+        "account_created_ts": st.floats(min_value=0, max_value=2e9, allow_nan=False),
+    },
+).map(orjson.dumps)
+_message = st.one_of(_valid, st.binary(max_size=200), _valid.map(lambda v: v[: len(v) // 2]))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_message, max_size=40))
+def test_any_messages_are_accounted_for_and_never_stop_the_pipeline(
+    redis_settings: Settings, messages: list[bytes]
+) -> None:
+    client = connect(redis_settings.redis)
+    alerts = ListAlerts()
+    letters = io.BytesIO()
+    pipeline = build_pipeline(
+        redis_settings,
+        client,
+        alerts,
+        JsonlDeadLetterSink(letters, True),
+        Metrics(CollectorRegistry()),
+    )
+    records = [RawRecord("q", 0, i, None, m) for i, m in enumerate(messages)]
+    result = pipeline.process(records)
+    client.close()
+    assert result.applied + result.duplicates + result.invalid == result.consumed == len(messages)
+    assert len(letters.getvalue().splitlines()) == result.invalid
+    for alert in alerts.sent:
+        validator(ALERT_SCHEMA)(alert)
