@@ -92,6 +92,11 @@ def wait_for_redis(client: redis.Redis, url: str, timeout_s: float = REDIS_WAIT_
                 f"redis at {redact_url(url)} refused the credentials: set the password in redis.url or REDIS_URL"
             ) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ConfigError(
+                    f"redis at {redact_url(url)}: its TLS certificate is not trusted: "
+                    "set redis.ssl_ca_file to the CA that signed it"
+                ) from None
             if time.monotonic() > deadline:
                 raise ServiceUnavailable(
                     f"redis at {redact_url(url)} does not answer (set redis.url or REDIS_URL): {exc}"

@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(demo)
     demo.set_defaults(func=_demo)
 
+    config = sub.add_parser(
+        "config", help="print the effective settings (file, overlay, environment), secrets hidden"
+    )
+    _config_arg(config)
+    config.set_defaults(func=_show_config)
+
     validate = sub.add_parser("validate", help="check a JSONL file of events against the contract")
     validate.add_argument("file", type=Path)
     validate.set_defaults(func=_validate)
@@ -158,6 +164,15 @@ def _demo(args: argparse.Namespace) -> int:
     from detector.demo import run_demo
 
     run_demo(load_settings(args.config), args.duration, Console(), _stop_on_signals())
+    return 0
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from detector.config import printable
+
+    print(yaml.safe_dump(printable(load_settings(args.config)), sort_keys=False), end="")
     return 0
 
 

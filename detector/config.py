@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from redis.connection import parse_url
 
 from detector.errors import ConfigError
 
@@ -67,6 +75,19 @@ class RedisSettings(_Section):
     key_prefix: str = "det:"
     socket_timeout_s: float = Field(default=5.0, gt=0)
     retry_attempts: int = Field(default=0, ge=0)
+    ssl_ca_file: str = ""
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _parsable_url(cls, url: str) -> str:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            # redis-py's message never holds the password; the URL is shown redacted.
+            raise ValueError(f"{redact_url(url)} is not a Redis URL: {exc}") from None
+        return url
 
 
 class StateSettings(_Section):
@@ -340,6 +361,16 @@ def load_settings(
         data = _merge(data, _read_yaml(overlay))
     data = _merge(data, env_overrides(os.environ if environ is None else environ))
     return build_settings(data)
+
+
+def printable(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every secret hidden (the Redis password); for display.
+
+    The Kafka SASL password is never a setting, so it cannot appear here.
+    """
+    data = settings.model_dump(mode="json")
+    data["redis"]["url"] = redact_url(settings.redis.url)
+    return data
 
 
 def redact_url(url: str) -> str:

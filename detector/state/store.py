@@ -87,6 +87,13 @@ class LoadedBatch:
 def connect(settings: RedisSettings) -> redis.Redis:
     # redis-py would retry a round trip 3 times by default, re-running a script whose reply
     # was lost; the worker retries whole batches instead, where watermarks make it safe.
+    tls: dict[str, Any] = {}
+    if settings.url.startswith("rediss://"):
+        tls = {
+            "ssl_ca_certs": settings.ssl_ca_file or None,
+            "ssl_certfile": settings.ssl_cert_file or None,
+            "ssl_keyfile": settings.ssl_key_file or None,
+        }
     return redis.Redis.from_url(
         settings.url,
         decode_responses=True,
@@ -94,6 +101,7 @@ def connect(settings: RedisSettings) -> redis.Redis:
         socket_connect_timeout=settings.socket_timeout_s,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), settings.retry_attempts),
+        **tls,
     )
 
 

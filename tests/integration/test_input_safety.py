@@ -35,7 +35,10 @@ NASTY = {
     orjson.dumps({**GOOD, "prompt": 5, "system_prompt": MARKER}): "wrong_type",
     # In the year 2100: one such event would blind its account's windows.
     orjson.dumps({**GOOD, "ts": 4_102_444_800}): "ts_in_future",
-    orjson.dumps(GOOD)[:-1] + b',"input_tokens":' + b"7" * 40 + b"}": "out_of_range",  # huge integer
+    orjson.dumps(GOOD)[:-1]
+    + b',"input_tokens":'
+    + b"7" * 40
+    + b"}": "out_of_range",  # huge integer
     b'{"event_id":"e\x07","ts":1,"account_id":"a","model":"m"}': "invalid_json",  # raw control char
     b"\xef\xbb\xbf\xef\xbb\xbf{}": "invalid_json",
 }
