@@ -106,6 +106,15 @@ class _Child:
             self._proc.wait()
         Path(self._log.name).unlink(missing_ok=True)
 
+    def freeze(self) -> None:
+        """Stop answering but keep every byte of state, as a hung host would (for fault tests)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """Hard stop, as a crash would (for fault tests)."""
         if self._proc is not None and self._proc.poll() is None:
