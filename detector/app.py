@@ -66,7 +66,9 @@ def build_pipeline(
         blob = client.get(checkpoint)
         if blob and suite.restore(blob):
             log.info("restored model checkpoint (%d learned snapshots)", suite.anomaly.learned)
-    store = AccountStore(client, settings.redis, settings.state, metrics)
+    store = AccountStore(
+        connect(settings.redis, binary=True), settings.redis, settings.state, metrics
+    )
     campaigns = (
         CampaignStore(
             client,
@@ -119,7 +121,7 @@ def run_service(
     if on_started:
         on_started(server.port)
     client = connect(settings.redis)
-    producer = None
+    producer = pipeline = None
     try:
         wait_for_redis(client, settings.redis.url)
         if settings.kafka.create_topics:
@@ -150,6 +152,8 @@ def run_service(
     finally:
         if producer is not None:
             producer.close(timeout=10)
+        if pipeline is not None:
+            pipeline.close()
         client.close()
         server.stop()
 
@@ -227,6 +231,7 @@ def replay(
             if progress:
                 progress(done, len(records))
         seconds = time.perf_counter() - started
+        pipeline.close()
     if not invalid:
         dead_letter_path.unlink(missing_ok=True)
     return ReplayReport(len(records), invalid, duplicates, alerts, seconds)

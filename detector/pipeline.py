@@ -90,9 +90,9 @@ class Pipeline:
 
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)
-        for feat, distinct in zip(feats, loaded.distinct, strict=True):
+        for feat in feats:
             state = loaded.states[feat.account_id]
-            snap = apply_event(state, feat, distinct, self.settings.state)
+            snap = apply_event(state, feat, self.settings.state)
             if snap is None:
                 result.duplicates += 1
                 continue
@@ -115,6 +115,9 @@ class Pipeline:
         result.conflicts = self.store.save(loaded, self._checkpoint_due() + marks)
         self._observe(result, dead, time.perf_counter() - started)
         return result
+
+    def close(self) -> None:
+        self.store.close()
 
     def _campaigns(
         self,

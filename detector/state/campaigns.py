@@ -315,10 +315,10 @@ class LinkResult:
     model_first_seen: dict[str, float]
 
 
-def link_watermarks(reply: list[Any] | dict[str, str]) -> dict[str, int]:
+def link_watermarks(reply: list[Any] | dict[Any, Any]) -> dict[str, int]:
     """``topic|partition`` -> last offset whose traffic the campaign counts include."""
     pairs = reply.items() if isinstance(reply, dict) else _pairs(reply)
-    return {k: int(v) for k, v in pairs}
+    return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in pairs}
 
 
 def partition_key(topic: str, partition: int) -> str:

@@ -72,7 +72,8 @@ def _pipeline(settings: Settings, client: redis.Redis, alerts: ListAlerts):
     pipeline = build_pipeline(
         settings, client, alerts, JsonlDeadLetterSink(io.BytesIO(), True), metrics
     )
-    pipeline.store = FailingSaves(client, settings.redis, settings.state, metrics)
+    binary = connect(settings.redis, binary=True)
+    pipeline.store = FailingSaves(binary, settings.redis, settings.state, metrics)
     return pipeline
 
 
