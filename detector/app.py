@@ -230,6 +230,7 @@ def replay(
             done += len(batch)
             if progress:
                 progress(done, len(records))
+        pipeline.flush()
         seconds = time.perf_counter() - started
         pipeline.close()
     if not invalid:

@@ -1,11 +1,14 @@
 """The spine: one batch goes decode -> features -> state -> detectors -> campaigns -> alerts -> durable.
 
-Committing the source offsets is the caller's job, and only after ``process``
-returned: by then the batch's alerts and dead letters are flushed and its state
-is written. Alerts are published before the state write, so a crash between the
-two re-sends the same alerts (same ``alert_id``) rather than losing them. Campaign and
-member alerts are marked as sent in that same write, so a crash before it re-sends them
-too, and the campaign link step counts a partition's events only once (link watermarks).
+Two Redis round trips per batch: the first writes the previous batch's state and loads
+this one's, the second links campaigns. A batch's state is therefore written at the start
+of the next batch (or by ``flush`` when the stream pauses), and ``process`` returns the
+records whose effects are durable by then: the caller commits exactly those offsets.
+
+Alerts are published before the state write, so a crash between the two re-sends the
+same alerts (same ``alert_id``) rather than losing them. Campaign and member alerts are
+marked as sent in that same write, so a crash before it re-sends them too, and the
+campaign link step counts a partition's events only once (link watermarks).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from detector.state.campaigns import (
     partition_key,
 )
 from detector.state.profile import focus, lockstep_bands
-from detector.state.store import AccountStore
+from detector.state.store import AccountStore, LoadedBatch
 
 SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
 FLAG_RANK = 1  # findings of severity medium or above keep the models from learning the point
@@ -43,6 +46,7 @@ FLAG_RANK = 1  # findings of severity medium or above keep the models from learn
 
 @dataclass
 class BatchResult:
+    durable: list[RawRecord] = field(default_factory=list)  # effects written: commit these
     consumed: int = 0
     applied: int = 0
     duplicates: int = 0
@@ -76,6 +80,9 @@ class Pipeline:
         self.clock = clock
         self._batches = 0
         self.tagger = IntentTagger(settings.intent.patterns)
+        # The last batch, processed and published but not yet written: (state, commands, records).
+        self._unwritten: tuple[LoadedBatch, list[tuple[Any, ...]], list[RawRecord]] | None = None
+        self._durable: list[RawRecord] = []  # written, not yet handed to the caller
 
     def process(self, records: list[RawRecord]) -> BatchResult:
         started = time.perf_counter()
@@ -86,7 +93,10 @@ class Pipeline:
 
         feats = [extract(e, self.settings.features, self.tagger) for e in events]
         reads = [self.campaigns.watermarks_command()] if self.campaigns else []
-        loaded = self.store.load(feats, reads)
+        write = self._unwritten
+        loaded = self.store.load(feats, reads, *(write[:2] if write else (None, None)))
+        if write is not None:
+            self._written(write[2], loaded.conflicts, result)
 
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)
@@ -112,12 +122,29 @@ class Pipeline:
         self.alerts.send(result.alerts)
         self.alerts.flush()
         self.dead_letters.flush()
-        result.conflicts = self.store.save(loaded, self._checkpoint_due() + marks)
+        self._unwritten = (loaded, self._checkpoint_due() + marks, records)
+        result.durable, self._durable = self._durable, []
         self._observe(result, dead, time.perf_counter() - started)
+        return result
+
+    def flush(self) -> BatchResult:
+        """Write the last batch's state now (the stream paused, or the worker stops)."""
+        result = BatchResult()
+        if self._unwritten is not None:
+            loaded, commands, records = self._unwritten
+            self._written(records, self.store.save(loaded, commands), result)
+        result.durable, self._durable = self._durable, []
+        if result.conflicts:
+            self.metrics.state_conflicts.inc(len(result.conflicts))
         return result
 
     def close(self) -> None:
         self.store.close()
+
+    def _written(self, records: list[RawRecord], conflicts: list[str], result: BatchResult) -> None:
+        self._unwritten = None
+        self._durable.extend(records)
+        result.conflicts = conflicts
 
     def _campaigns(
         self,

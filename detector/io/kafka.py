@@ -22,6 +22,9 @@ from detector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 30.0
+# A commit that cannot finish (broker gone) gives up: later commits cover its offsets, and
+# until one does, a restart only redelivers events that the watermarks then skip.
+COMMIT_TIMEOUT_MS = 5000
 
 
 def connection_options(
@@ -157,7 +160,7 @@ class KafkaSource:
         if not offsets:
             return True
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             # A rebalance took the partitions: the new owner gets the records again and the
             # per-account watermarks in Redis make sure nothing is counted twice.

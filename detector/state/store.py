@@ -1,9 +1,10 @@
-"""Account state in Redis: one pipelined round trip to load a batch, one to save it.
+"""Account state in Redis: one pipelined round trip writes the previous batch and loads the next.
 
 Each account is one binary value under a key with the account as hash tag
 (``acct:{<id>}``), so the code runs unchanged on Redis Cluster. Loading is one MGET.
-Saving is a compare-and-set on the account's watermark, which makes the write atomic
-per account and refuses it if another worker applied events meanwhile.
+Writing is a compare-and-set on the account's watermark, which makes the write atomic
+per account and refuses it if another worker applied events meanwhile. The write goes
+first in the round trip, so an account in both batches is loaded as just written.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 @dataclass
 class LoadedBatch:
-    """States of the batch's accounts as loaded, and what the extra read commands returned."""
+    """States of the batch's accounts as loaded, and what came back with them."""
 
     states: dict[str, AccountState]
     loaded_watermarks: dict[str, str]
-    extra: list[Any] = field(default_factory=list)  # replies to the extra commands, in order
+    extra: list[Any] = field(default_factory=list)  # replies to the extra reads, in order
+    conflicts: list[str] = field(default_factory=list)  # accounts of the write that was refused
 
 
 def connect(settings: RedisSettings, binary: bool = False) -> redis.Redis:
@@ -86,73 +88,80 @@ class AccountStore:
         return f"{self._prefix}acct:{{{account_id}}}"
 
     def load(
-        self, feats: list[EventFeatures], extra: list[tuple[Any, ...]] | None = None
+        self,
+        feats: list[EventFeatures],
+        reads: list[tuple[Any, ...]] | None = None,
+        write: LoadedBatch | None = None,
+        write_extra: list[tuple[Any, ...]] | None = None,
     ) -> LoadedBatch:
-        """Load the batch's accounts, with ``extra`` read commands in the same round trip."""
+        """One round trip: write ``write`` back (with ``write_extra``), then load the batch's
+        accounts and run ``reads``."""
+        saves, written = self._saves(write) if write else ([], [])
+        writes = saves + list(write_extra or ())
         accounts = list(dict.fromkeys(f.account_id for f in feats))
-        commands: list[tuple[Any, ...]] = [("MGET", *map(self.key, accounts))] if accounts else []
-        replies = self._execute([], "load", commands + list(extra or ()))[1]
-        values = replies.pop(0) if accounts else []
+        loads: list[tuple[Any, ...]] = [("MGET", *map(self.key, accounts))] if accounts else []
+        replies = self._execute(writes + loads + list(reads or ()), "load")
+        conflicts = [a for a, ok in zip(written, replies, strict=False) if not ok]
+        rest = replies[len(writes) :]
+        values = rest.pop(0) if accounts else []
         n_windows = len(self._state.windows_s)
         states = {
             a: AccountState.from_bytes(v, n_windows) for a, v in zip(accounts, values, strict=True)
         }
         marks = {a: s.watermark_text() for a, s in states.items()}
-        return LoadedBatch(states, marks, replies)
+        return LoadedBatch(states, marks, rest, conflicts)
 
     def save(self, batch: LoadedBatch, extra: list[tuple[Any, ...]] | None = None) -> list[str]:
         """Write changed states back, with ``extra`` commands in the same round trip.
 
         Returns the accounts whose write was refused.
         """
-        calls = []
+        saves, written = self._saves(batch)
+        replies = self._execute(saves + list(extra or ()), "save")
+        return [a for a, ok in zip(written, replies, strict=False) if not ok]
+
+    def _saves(self, batch: LoadedBatch) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """Compare-and-set commands for the accounts that changed, and those accounts."""
+        commands: list[tuple[Any, ...]] = []
         accounts = []
         for account, state in batch.states.items():
             before = batch.loaded_watermarks[account]
             after = state.watermark_text()
             if after == before:
                 continue  # nothing applied (all redelivered): nothing to write
-            args = [before, after, state.to_bytes(), self._state.ttl_s]
-            calls.append((self._save_sha, [self.key(account)], args))
+            commands.append(
+                ("EVALSHA", self._save_sha, 1, self.key(account), before, after,
+                 state.to_bytes(), self._state.ttl_s)
+            )  # fmt: skip
             accounts.append(account)
-        replies, _ = self._execute(calls, "save", extra)
-        return [a for a, ok in zip(accounts, replies, strict=True) if not ok]
+        return commands, accounts
 
     def close(self) -> None:
         self._client.close()
 
-    def _execute(
-        self,
-        calls: list[tuple[str, list[str], list[Any]]],
-        op: str,
-        extra: list[tuple[Any, ...]] | None = None,
-    ) -> tuple[list[Any], list[Any]]:
-        """Replies to ``calls`` and to ``extra``, from one pipelined round trip."""
-        if not calls and not extra:
-            return [], []
+    def _execute(self, commands: list[tuple[Any, ...]], op: str) -> list[Any]:
+        """Replies to ``commands``, from one pipelined round trip."""
+        if not commands:
+            return []
         started = time.perf_counter()
         try:
             try:
-                return self._pipeline(calls, extra)
+                return self._pipeline(commands)
             except redis.exceptions.NoScriptError:
-                # Redis restarted (or was flushed) and forgot the script: load it and retry.
+                # Redis restarted (or was flushed) and forgot the script: load it and run the
+                # round trip again (every command in it can run twice).
                 self._client.script_load(_SAVE_LUA)
-                return self._pipeline(calls, extra)
+                return self._pipeline(commands)
         except REDIS_DOWN as exc:
             raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         finally:
             self._metrics.redis_seconds.labels(op).observe(time.perf_counter() - started)
 
-    def _pipeline(
-        self, calls: list[tuple[str, list[str], list[Any]]], extra: list[tuple[Any, ...]] | None
-    ) -> tuple[list[Any], list[Any]]:
+    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for sha, keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        for command in extra or ():
+        for command in commands:
             pipe.execute_command(*command)
-        replies = pipe.execute()
-        return replies[: len(calls)], replies[len(calls) :]
+        return pipe.execute()
 
 
 def sha1(script: str) -> str:

@@ -1,5 +1,5 @@
-"""The pipeline on a real Redis: a batch processed again after a failed state write
-(what a crash between linking and saving leaves) gives the same alerts and counts once."""
+"""The pipeline on a real Redis: batches become durable with the next round trip, and a
+batch processed again after a crash before its write gives the same alerts and counts once."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from prometheus_client import CollectorRegistry
 from detector.app import build_pipeline
 from detector.config import Settings
 from detector.contract import ALERT_SCHEMA, validator
-from detector.errors import ServiceUnavailable
 from detector.events import RawRecord
 from detector.io.files import JsonlDeadLetterSink
 from detector.metrics import Metrics
-from detector.state.store import AccountStore, connect
+from detector.pipeline import Pipeline
+from detector.state.store import connect
+from tests.integration.helpers import account_event_counts
 
 pytestmark = pytest.mark.integration
 
@@ -55,51 +56,44 @@ class ListAlerts:
         pass
 
 
-class FailingSaves(AccountStore):
-    """Refuses the next ``n`` state writes as if Redis went away right before them."""
-
-    failures = 0
-
-    def save(self, batch: Any, extra: list[tuple[Any, ...]] | None = None) -> list[str]:
-        if self.failures:
-            self.failures -= 1
-            raise ServiceUnavailable("redis: connection lost before the state write")
-        return super().save(batch, extra)
-
-
-def _pipeline(settings: Settings, client: redis.Redis, alerts: ListAlerts):
-    metrics = Metrics(CollectorRegistry())
-    pipeline = build_pipeline(
-        settings, client, alerts, JsonlDeadLetterSink(io.BytesIO(), True), metrics
+def _pipeline(settings: Settings, client: redis.Redis, alerts: ListAlerts) -> Pipeline:
+    return build_pipeline(
+        settings,
+        client,
+        alerts,
+        JsonlDeadLetterSink(io.BytesIO(), True),
+        Metrics(CollectorRegistry()),
     )
-    binary = connect(settings.redis, binary=True)
-    pipeline.store = FailingSaves(binary, settings.redis, settings.state, metrics)
-    return pipeline
 
 
-def test_batch_processed_again_after_a_failed_write_alerts_alike_and_counts_once(
+def test_a_batch_processed_again_after_a_crash_alerts_alike_and_counts_once(
     redis_settings: Settings,
 ) -> None:
     client = connect(redis_settings.redis)
     alerts = ListAlerts()
-    pipeline = _pipeline(redis_settings, client, alerts)
-    pipeline.process(_records(4, 5))  # too little to alert on
+    first = _pipeline(redis_settings, client, alerts)
+    first.process(_records(4, 5))  # too little to alert on
     assert not alerts.sent
+    first.flush()
 
     batch = _records(4, 30, start=5)  # the accounts are flagged and form a campaign
-    pipeline.store.failures = 1
-    with pytest.raises(ServiceUnavailable):
-        pipeline.process(batch)  # linked and published, state not written
-    first_attempt = {(a["alert_id"], a["type"]) for a in alerts.sent}
-    assert {t for _, t in first_attempt} >= {"coordinated_cluster", "reasoning_elicitation"}
+    result = first.process(batch)  # linked and published; its state waits for the next batch
+    assert result.durable == [] and result.applied == 120
+    crashed = {(a["alert_id"], a["type"]) for a in alerts.sent}
+    assert {t for _, t in crashed} >= {"coordinated_cluster", "reasoning_elicitation"}
+    first.close()  # the worker dies before writing: the batch was never committed either
+
     alerts.sent.clear()
-    pipeline.process(batch)  # the worker's retry of the same records
-    assert {(a["alert_id"], a["type"]) for a in alerts.sent} == first_attempt
+    second = _pipeline(redis_settings, client, alerts)  # its replacement gets the batch again
+    assert second.process(batch).applied == 120
+    assert {(a["alert_id"], a["type"]) for a in alerts.sent} == crashed
+    assert second.flush().durable == batch
 
     record = f"{redis_settings.redis.key_prefix}cmp:{{c}}:c:"
     [key] = [k for k in client.scan_iter(match=record + "*") if not k.endswith(":p")]
-    # Members joined in the failed batch: its 4 x 30 events count, once.
-    assert int(client.hget(key, "events")) == 4 * 30, "the retried batch was counted twice"
+    # Members joined in the crashed batch: its 4 x 30 events count, once.
+    assert int(client.hget(key, "events")) == 4 * 30, "the batch processed twice counted twice"
+    second.close()
     client.close()
 
 
@@ -108,19 +102,37 @@ def test_member_alerts_are_announced_again_until_the_write_after_publishing(
 ) -> None:
     client = connect(redis_settings.redis)
     alerts = ListAlerts()
-    pipeline = _pipeline(redis_settings, client, alerts)
-    pipeline.store.failures = 1
-    with pytest.raises(ServiceUnavailable):
-        pipeline.process(_records(4, 25))
+    crashed = _pipeline(redis_settings, client, alerts)
+    crashed.process(_records(4, 25))
     members = {a["alert_id"] for a in alerts.sent if a["type"] == "coordinated_cluster"}
     assert len(members) >= 4  # one per member, and the campaign's own
+    crashed.close()
     alerts.sent.clear()
+    pipeline = _pipeline(redis_settings, client, alerts)
     pipeline.process(_records(4, 25))
     again = {a["alert_id"] for a in alerts.sent if a["type"] == "coordinated_cluster"}
     assert again == members
     alerts.sent.clear()
     pipeline.process(_records(4, 5, start=25))  # announced and recorded: not again
     assert not [a for a in alerts.sent if a["alert_id"] in members]
+    pipeline.close()
+    client.close()
+
+
+def test_each_batch_is_durable_once_the_next_one_or_a_flush_has_written_it(
+    redis_settings: Settings,
+) -> None:
+    client = connect(redis_settings.redis)
+    pipeline = _pipeline(redis_settings, client, ListAlerts())
+    one, two = _records(2, 3), _records(2, 3, start=3)
+    assert pipeline.process(one).durable == []
+    assert account_event_counts(redis_settings) == {}
+    assert pipeline.process(two).durable == one
+    assert account_event_counts(redis_settings) == {"acct-0": 3, "acct-1": 3}
+    assert pipeline.flush().durable == two
+    assert pipeline.flush().durable == []
+    assert account_event_counts(redis_settings) == {"acct-0": 6, "acct-1": 6}
+    pipeline.close()
     client.close()
 
 
@@ -170,6 +182,8 @@ def test_any_messages_are_accounted_for_and_never_stop_the_pipeline(
     )
     records = [RawRecord("q", 0, i, None, m) for i, m in enumerate(messages)]
     result = pipeline.process(records)
+    assert pipeline.flush().durable == records
+    pipeline.close()
     client.close()
     assert result.applied + result.duplicates + result.invalid == result.consumed == len(messages)
     assert len(letters.getvalue().splitlines()) == result.invalid
