@@ -101,6 +101,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_arg(tap)
     tap.set_defaults(func=_tap)
+
+    pager = sub.add_parser("pager", help="page critical campaign alerts through Alertmanager")
+    _config_arg(pager)
+    pager.set_defaults(func=_pager)
     return parser
 
 
@@ -252,6 +256,13 @@ def _tap(args: argparse.Namespace) -> int:
     from detector.tap import run_tap
 
     run_tap(load_settings(args.config), _stop_on_signals())
+    return 0
+
+
+def _pager(args: argparse.Namespace) -> int:
+    from detector.pager import run_pager
+
+    run_pager(load_settings(args.config), _stop_on_signals())
     return 0
 
 

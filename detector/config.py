@@ -279,7 +279,7 @@ class PagerSettings(_Section):
     group_id: str = "detector-pager"
     severities: tuple[str, ...] = ("critical",)
     subject_types: tuple[str, ...] = ("campaign",)
-    quiet_after_s: float = Field(default=3600.0, ge=60)
+    quiet_after_s: float = Field(default=3600.0, gt=0)
     resend_interval_s: float = Field(default=60.0, gt=0)
     timeout_s: float = Field(default=5.0, gt=0)
     accounts_listed: int = Field(default=20, ge=0)
