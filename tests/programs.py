@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -173,3 +174,23 @@ def alertmanager_test_config(receiver_url: str, directory: Path) -> Path:
     path = directory / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@contextlib.contextmanager
+def redis_exporter(redis_url: str) -> Iterator[str]:
+    """The Prometheus Redis exporter (oliver006/redis_exporter) for ``redis_url``; yields host:port."""
+    exe = binary("prometheus-redis-exporter", "redis_exporter")
+    port = free_port()
+    args = [exe, f"--redis.addr={redis_url}", f"--web.listen-address=127.0.0.1:{port}"]
+    with server_process(args, f"http://127.0.0.1:{port}/metrics", "redis-exporter"):
+        yield f"127.0.0.1:{port}"
+
+
+def prometheus_query(base_url: str, query: str) -> dict[str, Any]:
+    """One instant query through the HTTP API (/api/v1/query); the decoded answer."""
+    url = f"{base_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    status, body = http_get(url)
+    answer: dict[str, Any] = (
+        json.loads(body) if body else {"status": "error", "error": f"HTTP {status}"}
+    )
+    return answer

@@ -3,7 +3,9 @@ refused with a reason, and a full buffer answers 429."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -17,6 +19,7 @@ from detector.embedded import EmbeddedKafka
 from detector.io.kafka import ensure_topics
 from detector.tap import EVENTS_PATH, run_tap
 from tests.integration.helpers import TopicReader, wait_until
+from tests.programs import DEPLOY
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +199,21 @@ def test_unreachable_broker_answers_503_with_retry_after(tap_settings: Settings)
             )  # nothing held for a refused request
     finally:
         broker.stop()
+
+
+def test_compose_demo_traffic_source_delivers_through_the_tap(tap_settings: Settings) -> None:
+    """deploy/compose/traffic.py, the Compose stack's traffic source, against a real tap."""
+    spec = importlib.util.spec_from_file_location("traffic", DEPLOY / "compose" / "traffic.py")
+    assert spec and spec.loader
+    traffic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(traffic)
+    events = list(traffic.restamp([_event(i) for i in range(120)], 1, time.time()))
+    with RunningTap(tap_settings) as tap:
+        url = f"http://127.0.0.1:{tap.ports[0][0]}"
+        assert traffic.send(url, events, rate=10_000.0, batch=50) == 120
+        wait_until(lambda: tap.metric("detector_tap_events_delivered_total") >= 120, 30, "acks")
+    reader = TopicReader(tap_settings, tap_settings.kafka.input_topic)
+    got = wait_until(lambda: len(reader.read()) >= 120 and reader.messages, 30, "120 records")
+    reader.close()
+    assert {orjson.loads(m.value)["event_id"] for m in got} == {e["event_id"] for e in events}
+    assert all(m.key.endswith(b"~r1") for m in got)
