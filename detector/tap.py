@@ -399,10 +399,13 @@ def run_tap(
 
     ``on_started`` gets the events port and the metrics port (useful when both are 0).
     """
-    from detector.app import keep_payloads_out_of_logs
     from detector.io.kafka import ensure_topics
 
-    keep_payloads_out_of_logs()
+    # kafka-python logs whole records at DEBUG (as in detector.app, which the tap does not
+    # import: it would load the models and cost the sidecar ~100 MiB).
+    kafka_log = logging.getLogger("kafka")
+    if kafka_log.getEffectiveLevel() < logging.INFO:
+        kafka_log.setLevel(logging.INFO)
     registry = registry if registry is not None else CollectorRegistry()
     health = Health()
     health_server = HealthServer(
