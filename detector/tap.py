@@ -313,11 +313,11 @@ def _handler(tap: Tap) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             if self.path.split("?", 1)[0] != EVENTS_PATH:
-                self._send(_refusal(404, f"not found: POST events to {EVENTS_PATH}"))
+                self._send(_counted(tap, _refusal(404, f"not found: POST events to {EVENTS_PATH}")))
                 return
             length = self.headers.get("Content-Length")
             if length is None or not length.isdigit():
-                self._send(_refusal(411, "send a Content-Length header (chunked bodies are not taken)"))  # fmt: skip
+                self._send(_counted(tap, _refusal(411, "send a Content-Length header (chunked bodies are not taken)")))  # fmt: skip
                 self.close_connection = True
                 return
             if int(length) > tap.settings.max_body_bytes:
@@ -328,7 +328,7 @@ def _handler(tap: Tap) -> type[BaseHTTPRequestHandler]:
             self._send(tap.submit(self.headers.get("Content-Type", ""), body))
 
         def do_GET(self) -> None:
-            self._send(_refusal(405, f"use POST {EVENTS_PATH}"), {"Allow": "POST"})
+            self._send(_counted(tap, _refusal(405, f"use POST {EVENTS_PATH}")), {"Allow": "POST"})
 
         do_PUT = do_DELETE = do_PATCH = do_GET
 
@@ -348,10 +348,19 @@ def _handler(tap: Tap) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _counted(tap: Tap, reply: Reply) -> Reply:
+    """A refusal made before ``Tap.submit`` (which counts its own), counted by status."""
+    tap.metrics.requests.labels(str(reply.status)).inc()
+    return reply
+
+
 def _too_large(tap: Tap, length: int) -> Reply:
-    tap.metrics.requests.labels("413").inc()
-    return _refusal(
-        413, f"body of {length} bytes is over tap.max_body_bytes ({tap.settings.max_body_bytes})"
+    return _counted(
+        tap,
+        _refusal(
+            413,
+            f"body of {length} bytes is over tap.max_body_bytes ({tap.settings.max_body_bytes})",
+        ),
     )
 
 

@@ -126,6 +126,14 @@ def test_bad_input_is_refused_with_a_reason_and_nothing_of_it_arrives(
         assert status == 415 and "application/json" in body["error"]
         big = orjson.dumps(_event(2, prompt="x" * (tap_settings.tap.max_event_bytes + 1)))
         assert tap.post(big, "application/json")[0] == 413
+        base = f"http://127.0.0.1:{tap.ports[0][0]}"
+        for request, code in (
+            (urllib.request.Request(f"{base}/v2/other", data=b"{}", method="POST"), 404),
+            (urllib.request.Request(f"{base}{EVENTS_PATH}"), 405),
+        ):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == code and orjson.loads(refused.value.read())["error"]
         marker = _event(3, account="acct-x")  # same account: same partition, after the above
         assert tap.post(orjson.dumps(marker), "application/json")[0] == 202
         reader = TopicReader(tap_settings, tap_settings.kafka.input_topic)
@@ -133,6 +141,8 @@ def test_bad_input_is_refused_with_a_reason_and_nothing_of_it_arrives(
         reader.close()
     assert [orjson.loads(m.value)["event_id"] for m in got] == ["tap-3"]
     assert tap.metric("detector_tap_requests_total", {"code": "400"}) == 2
+    assert tap.metric("detector_tap_requests_total", {"code": "404"}) == 1
+    assert tap.metric("detector_tap_requests_total", {"code": "405"}) == 1
     assert tap.metric("detector_tap_events_refused_total", {"reason": "missing_field"}) == 1
 
 
