@@ -101,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
         "--data", type=Path, help="directory for events, labels and alerts (default: --out)"
     )
     evaluate.set_defaults(func=_eval)
+
+    tap = sub.add_parser(
+        "tap", help="sidecar: accept query events over local HTTP, produce to Kafka"
+    )
+    _config_arg(tap)
+    tap.set_defaults(func=_tap)
+
+    pager = sub.add_parser("pager", help="page critical campaign alerts through Alertmanager")
+    _config_arg(pager)
+    pager.set_defaults(func=_pager)
     return parser
 
 
@@ -254,6 +264,20 @@ def _eval(args: argparse.Namespace) -> int:
     console.print(
         f"report: {args.out}/report.md, {args.out}/report.json and PNG plots in {args.out}/"
     )
+    return 0
+
+
+def _tap(args: argparse.Namespace) -> int:
+    from detector.tap import run_tap
+
+    run_tap(load_settings(args.config), _stop_on_signals())
+    return 0
+
+
+def _pager(args: argparse.Namespace) -> int:
+    from detector.pager import run_pager
+
+    run_pager(load_settings(args.config), _stop_on_signals())
     return 0
 
 
