@@ -25,7 +25,7 @@ from detector.decode import decode_batch
 from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.detectors.suite import DetectorSuite
 from detector.events import RawRecord
-from detector.features import EventFeatures, extract
+from detector.features import EventFeatures, extract_batch
 from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
@@ -91,7 +91,7 @@ class Pipeline:
         self.dead_letters.send(dead)
         result.invalid = len(dead)
 
-        feats = [extract(e, self.settings.features, self.tagger) for e in events]
+        feats = extract_batch(events, self.settings.features, self.tagger)
         reads = [self.campaigns.watermarks_command()] if self.campaigns else []
         write = self._unwritten
         loaded = self.store.load(feats, reads, *(write[:2] if write else (None, None)))

@@ -15,7 +15,7 @@ import xxhash
 from detector.config import FeatureSettings
 from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
-from detector.features.text import normalise, simhash
+from detector.features.text import normalise, simhashes
 
 PREFIX_TOKENS = 8  # a template's fixed opening: honest prompts rarely share their first 8 words
 AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
@@ -70,10 +70,31 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
     >>> (f.account_id, f.prompt_chars, f.id_hash < 2**32)
     ('a1', 2, True)
     """
-    prompt = truncate_utf8(event.prompt, settings.prompt_max_bytes)
+    return extract_batch([event], settings, tagger)[0]
+
+
+def extract_batch(
+    events: list[QueryEvent], settings: FeatureSettings, tagger: IntentTagger
+) -> list[EventFeatures]:
+    """Features of a batch of events; the prompt fingerprints are computed all at once."""
+    prompts = [truncate_utf8(e.prompt, settings.prompt_max_bytes) for e in events]
+    tokens = [normalise(p) for p in prompts]
+    return [
+        _features(e, p, t, fp, settings, tagger)
+        for e, p, t, fp in zip(events, prompts, tokens, simhashes(tokens), strict=True)
+    ]
+
+
+def _features(
+    event: QueryEvent,
+    prompt: str,
+    tokens: list[str],
+    fingerprint: int,
+    settings: FeatureSettings,
+    tagger: IntentTagger,
+) -> EventFeatures:
     system = truncate_utf8(event.system_prompt, settings.prompt_max_bytes)
     out = event.output_tokens or 0
-    tokens = normalise(prompt)
     return EventFeatures(
         account_id=event.account_id,
         event_id=event.event_id,
@@ -88,7 +109,7 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
         created_ts=event.account_created_ts,
         source_ip=event.source_ip or "",
         user_agent=event.user_agent or "",
-        fingerprint=simhash(tokens),
+        fingerprint=fingerprint,
         tags=tagger.tag(prompt, event.tools or 0),
         single_turn=(event.n_messages or 1) <= 1,
         at_limit=bool(event.max_tokens) and out >= AT_LIMIT_FRACTION * (event.max_tokens or 0),

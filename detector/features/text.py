@@ -6,7 +6,9 @@ unrelated prompts about half of the 64 bits apart.
 
 from __future__ import annotations
 
+import functools
 import re
+from itertools import chain
 
 import numpy as np
 import xxhash
@@ -14,7 +16,6 @@ import xxhash
 _SLOTS = re.compile(r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\"")
 _TOKENS = re.compile(r"[a-z_]+|0")
 MAX_TOKENS = 256  # bound the work per prompt: the template shows in its first few hundred words
-_BITS = np.arange(64, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constant: multiplying scrambles the left word's bits
 
 
@@ -35,20 +36,42 @@ def simhash(tokens: list[str]) -> int:
     >>> hamming(a, b)
     0
     """
-    if not tokens:
-        return 0
-    words = np.fromiter(
-        (xxhash.xxh64_intdigest(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens)
-    )
-    # Bigram hashes from the word hashes, vectorised: one xxhash call per word, not per bigram.
-    grams = (
-        (words[:-1] * _MIX) ^ ((words[1:] << np.uint64(31)) | (words[1:] >> np.uint64(33)))
-        if len(words) > 1
-        else words
-    )
-    bits = (grams[:, None] >> _BITS) & np.uint64(1)
-    votes = bits.sum(axis=0, dtype=np.int64) * 2 - len(grams)
-    return int(np.packbits((votes > 0)[::-1]).view(">u8")[0])
+    return simhashes([tokens])[0]
+
+
+def simhashes(docs: list[list[str]]) -> list[int]:
+    """``simhash`` of many token lists at once: numpy's fixed cost is paid once per batch.
+
+    >>> docs = [normalise("one two three"), [], ["one"], normalise("three two one")]
+    >>> simhashes(docs)[1], simhashes(docs)[2] == _word("one")
+    (0, True)
+    """
+    lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+    out = np.zeros(len(docs), dtype=np.uint64)
+    total = int(lengths.sum())
+    if total:
+        words = np.fromiter(map(_word, chain.from_iterable(docs)), dtype=np.uint64, count=total)
+        single = lengths == 1  # one word, one "gram": the SimHash is the word's hash
+        out[single] = words[(np.cumsum(lengths) - 1)[single]]
+        doc_of = np.repeat(np.arange(len(docs)), lengths)
+        inside = doc_of[:-1] == doc_of[1:]  # bigrams never straddle two documents
+        if inside.any():
+            left, right = words[:-1][inside], words[1:][inside]
+            # Bigram hashes from the word hashes: one xxhash call per word, not per bigram.
+            grams = (left * _MIX) ^ ((right << np.uint64(31)) | (right >> np.uint64(33)))
+            bits = np.unpackbits(grams.view(np.uint8), bitorder="little").reshape(-1, 64)
+            owner = doc_of[:-1][inside]
+            firsts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            votes = np.add.reduceat(bits, firsts, axis=0, dtype=np.int32) * 2
+            votes -= (lengths[owner[firsts]] - 1)[:, None].astype(np.int32)
+            packed = np.packbits((votes > 0)[:, ::-1], axis=1).view(">u8")[:, 0]
+            out[owner[firsts]] = packed
+    return [int(x) for x in out]
+
+
+@functools.lru_cache(maxsize=1 << 16)  # words repeat across prompts: a lookup beats a hash
+def _word(token: str) -> int:
+    return xxhash.xxh64_intdigest(token.encode())
 
 
 def hamming(a: int, b: int) -> int:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
+import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detector.features.text import MAX_TOKENS, hamming, normalise, simhash
+from detector.features.text import MAX_TOKENS, hamming, normalise, simhash, simhashes
 
 TEMPLATE = (
     "You are a strict grader. Score the answer below from 1 to 10 against this rubric: correctness, "
@@ -47,3 +50,29 @@ def test_fingerprint_is_a_64_bit_deterministic_value(text: str) -> None:
     fp = simhash(normalise(text))
     assert 0 <= fp < 2**64
     assert fp == simhash(normalise(text))
+
+
+def test_batched_fingerprints_equal_one_at_a_time() -> None:
+    docs = [
+        normalise("Grade answer 17 against the rubric: correctness, clarity."),
+        [],
+        ["single"],
+        normalise("Explain how tides work, step by step."),
+        ["a", "b"],
+        normalise("word " * 400),  # capped at MAX_TOKENS
+    ]
+    assert simhashes(docs) == [_reference_simhash(d) for d in docs]
+    assert [simhash(d) for d in docs] == simhashes(docs)
+    assert simhashes([]) == []
+
+
+def _reference_simhash(tokens: list[str]) -> int:
+    """The definition, slowly: bit votes over word-bigram hashes (a single word is its own)."""
+    mask = 2**64 - 1
+    words = [xxhash.xxh64_intdigest(t.encode()) for t in tokens]
+    grams = [
+        ((a * 0x9E3779B97F4A7C15) & mask) ^ (((b << 31) | (b >> 33)) & mask)
+        for a, b in itertools.pairwise(words)
+    ] or words
+    votes = [sum(1 if g >> bit & 1 else -1 for g in grams) for bit in range(64)]
+    return sum(1 << bit for bit, v in enumerate(votes) if v > 0) if grams else 0
