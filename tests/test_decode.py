@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import orjson
@@ -9,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.decode import REASONS, decode_batch, decode_record
+from detector.decode import REASONS, _decode_slowly, decode_batch, decode_record
 from detector.events import DeadLetter, QueryEvent, RawRecord
 
 BASE: dict[str, Any] = {"event_id": "e1", "ts": 1_700_000_000.5, "account_id": "a1", "model": "m"}
@@ -239,3 +241,32 @@ def test_far_future_timestamp_is_refused_when_bounded() -> None:
     assert isinstance(letter, DeadLetter) and letter.reason == "ts_in_future"
     assert "4102444800" in letter.detail
     assert isinstance(decode_record(record), QueryEvent)  # unbounded: the contract allows it
+
+
+_valid_like = st.fixed_dictionaries(
+    {
+        "event_id": st.text(max_size=130),
+        "ts": st.one_of(st.floats(), st.integers(min_value=-5, max_value=2**70), st.booleans()),
+        "account_id": st.text(min_size=1, max_size=3),
+        "model": st.just("m"),
+    },
+    optional={
+        "asn": st.one_of(st.integers(min_value=-5, max_value=2**64 - 1), st.floats(0, 9)),
+        "country": st.text(max_size=3),
+        "status": st.sampled_from(["ok", "error", "weird", ""]),
+        "stream": st.one_of(st.booleans(), st.integers(0, 1)),
+        "prompt": st.one_of(st.text(max_size=30), st.none()),
+        "extra": _json_values,
+    },
+)
+
+
+@settings(max_examples=500)
+@given(_valid_like.map(lambda v: json.dumps(v).encode()))  # json: integers past 64 bits too
+def test_the_fast_path_accepts_only_what_the_schema_accepts(value: bytes) -> None:
+    fast = decode_record(record(value))
+    reference = _decode_slowly(record(value), math.inf)
+    if isinstance(fast, QueryEvent):
+        assert fast == reference  # same event, field for field
+    else:
+        assert isinstance(reference, DeadLetter) and reference.reason == fast.reason

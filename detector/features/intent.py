@@ -46,18 +46,18 @@ class IntentTagger:
                     raise ValueError(
                         f"intent pattern {pattern!r} ({tag}): patterns match lower-cased text, write them in lower case"
                     )
-        # One search per tag over the text lower-cased once: ~3x faster than IGNORECASE here.
+        # Each pattern on its own over the text lower-cased once: a pattern that opens with a
+        # literal gets the regex engine's fast literal scan, which an alternation loses (and
+        # lower-casing once is ~3x faster than IGNORECASE).
         self._compiled = [
-            (BIT[tag], re.compile("|".join(f"(?:{p})" for p in pats)))
-            for tag, pats in patterns.items()
-            if pats
+            (BIT[tag], [re.compile(p) for p in pats]) for tag, pats in patterns.items() if pats
         ]
 
     def tag(self, text: str, tools: int) -> int:
         bits = BIT["tool_use"] if tools > 0 else 0
         lowered = text.lower()
-        for bit, pattern in self._compiled:
-            if not bits & bit and pattern.search(lowered):
+        for bit, patterns in self._compiled:
+            if not bits & bit and any(p.search(lowered) for p in patterns):
                 bits |= bit
         return bits
 

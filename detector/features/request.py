@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass
 
+import msgspec
 import xxhash
 
 from detector.config import FeatureSettings
@@ -21,8 +21,7 @@ PREFIX_TOKENS = 8  # a template's fixed opening: honest prompts rarely share the
 AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
 
 
-@dataclass(frozen=True, slots=True)
-class EventFeatures:
+class EventFeatures(msgspec.Struct, frozen=True, gc=False):
     account_id: str
     event_id: str
     id_hash: int  # 32 bits: a false match among 32 recent ids is ~1 in 100 million

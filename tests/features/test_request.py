@@ -75,7 +75,7 @@ def test_extracted_features_carry_no_prompt_text() -> None:
     secret = "SECRET PROMPT TEXT " * 10
     f = features(QueryEvent("e", 5.0, "a", "m", prompt=secret, system_prompt=secret))
     assert f.prompt_chars == len(secret)
-    for name in EventFeatures.__slots__:
+    for name in EventFeatures.__struct_fields__:
         value = getattr(f, name)
         assert not (isinstance(value, str) and "SECRET" in value), name
 

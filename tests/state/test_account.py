@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import msgpack
 import pytest
 import xxhash
+from msgspec.structs import replace
 
 from detector.config import StateSettings
 from detector.features import EventFeatures
