@@ -33,22 +33,29 @@ class FeatureBaselines:
         self.min_samples = min_samples
         self.samples = 0
         self._medians = {k: stats.Quantile(0.5) for k in BASELINE_KEYS}
+        self._current: dict[str, float | None] | None = None  # read per snapshot, changed hourly
 
     def learn(self, profile: dict[str, float]) -> None:
         for key, quantile in self._medians.items():
             quantile.update(profile.get(key, 0.0))
         self.samples += 1
+        self._current = None
+
+    def medians(self) -> dict[str, float | None]:
+        if self._current is None:
+            ready = self.samples >= self.min_samples
+            self._current = {k: float(q.get()) if ready else None for k, q in self._medians.items()}
+        return self._current
 
     def median(self, key: str) -> float | None:
-        if self.samples < self.min_samples:
-            return None
-        return float(self._medians[key].get())
+        return self.medians()[key]
 
     def export(self) -> tuple[int, dict[str, stats.Quantile]]:
         return self.samples, self._medians
 
     def load(self, exported: tuple[int, dict[str, stats.Quantile]]) -> None:
         self.samples, self._medians = exported
+        self._current = None
 
 
 def harvest_shape(profile: dict[str, float], weights: dict[str, float]) -> float:
@@ -77,7 +84,7 @@ class BehaviourDetector:
         evidence = {
             "profile": p,
             "harvest_shape": shape,
-            "population_medians": {k: self.baselines.median(k) for k in BASELINE_KEYS},
+            "population_medians": dict(self.baselines.medians()),
             "baseline_samples": self.baselines.samples,
         }
         context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}

@@ -15,7 +15,7 @@ from detector.detectors.suite import CHECKPOINT_FORMAT, DetectorSuite
 from detector.state.account import Distinct, Snapshot
 from detector.state.profile import Profile, derived
 
-S = Settings()
+S = Settings().with_overrides(anomaly={"every_events": 1})  # every snapshot, unless a test says
 WINDOWS = S.state.windows_s
 SHAPE = (S.anomaly.n_trees, S.anomaly.height, S.anomaly.window_size)
 
@@ -135,6 +135,18 @@ def test_no_anomaly_finding_before_warm_up_or_for_few_events() -> None:
     det = trained()
     assert det.evaluate(outlier(events=S.anomaly.min_events - 1), {}) is None
     assert det.evaluate(outlier(events=S.anomaly.min_events), {}) is not None
+
+
+def test_only_every_nth_event_of_an_account_is_scored_and_learned() -> None:
+    det = AnomalyDetector(S.anomaly.model_copy(update={"every_events": 4}), S.state)
+    scored = []
+    for events in range(1, 13):
+        ctx: dict = {}
+        det.evaluate(snap(1.0, events=events), ctx)
+        det.learn(snap(1.0, events=events), False)
+        scored.append("anomaly" in ctx)
+    assert [i + 1 for i, hit in enumerate(scored) if hit] == [4, 8, 12]
+    assert det.learned == 3
 
 
 def test_suite_runs_anomaly_first_and_both_detectors() -> None:
