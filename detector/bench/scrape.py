@@ -26,9 +26,12 @@ class Scrape:
         """
         wanted = set(labels.items())
         return sum(
-            value
-            for (sample, pairs), value in self.samples.items()
-            if sample == name and wanted <= set(pairs)
+            (
+                value
+                for (sample, pairs), value in self.samples.items()
+                if sample == name and wanted <= set(pairs)
+            ),
+            0.0,
         )
 
     def by_label(self, name: str, label: str) -> dict[str, float]:
