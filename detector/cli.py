@@ -125,6 +125,12 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--latency-workers", type=int, default=1, help="workers under paced load: 1 or --workers"
     )
     bench.add_argument(
+        "--latency-load",
+        type=float,
+        default=0.5,
+        help="offered load of the latency run, as a share of the measured maximum (default 0.5)",
+    )
+    bench.add_argument(
         "--naive-events", type=int, default=10_000, help="events of the naive baseline"
     )
     bench.add_argument(
@@ -287,6 +293,8 @@ def _bench(args: argparse.Namespace) -> int:
     from detector.bench.report import console_table, markdown, to_json
     from detector.bench.run import BenchOptions, run_bench, uses_external
 
+    # The bench saturates the machine on purpose: kafka-python's slow-I/O-task warnings are noise.
+    logging.getLogger("kafka").setLevel(max(logging.ERROR, logging.getLogger().level))
     settings = load_settings(args.config)
     external_kafka, external_redis = uses_external(settings)
     options = BenchOptions(
@@ -298,6 +306,7 @@ def _bench(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         latency_seconds=args.latency_seconds,
         latency_workers=args.latency_workers,
+        latency_load=args.latency_load,
         naive_events=args.naive_events,
         account_sample=args.account_sample,
         work_dir=args.work_dir,

@@ -77,6 +77,7 @@ class LatencyRun:
     mean_ms: float
     resolution_ms: float
     mean_batch_events: float
+    busy_share: float  # of the paced phase spent processing batches: near 1 means saturated
 
 
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
@@ -126,10 +127,12 @@ def measure_latency(
     with deployment:
         warm = _warm_up(deployment, offsets, events)
         batches_before = _batches(deployment)
+        paced_from = time.monotonic()
         reader.start()
         try:
             paced = events[warm : warm + max(2, round(rate_per_s * seconds))]
             sent = produce_paced(settings, settings.input_topic, paced, rate_per_s, progress)
+            paced_s = time.monotonic() - paced_from
             _wait_committed(deployment, reader, sent)
         finally:
             reader.halt.set()
@@ -147,16 +150,21 @@ def measure_latency(
         warmup_events=warm,
         resolution_ms=statistics.median(gaps) * 1000 if gaps else 0.0,
         mean_batch_events=ratio(batches[1], batches[0]),
+        busy_share=ratio(batches[2], paced_s * deployment.count),
         **latency_summary(latencies),
     )
 
 
 def _batches(deployment: Deployment) -> list[float]:
-    """(batches, events in them) over all workers."""
+    """(batches, events in them, seconds spent on them) over all workers."""
     scrapes = [s for s in deployment.scrape() if s is not None]
     return [
-        sum(s.total("detector_batch_size_events_count") for s in scrapes),
-        sum(s.total("detector_batch_size_events_sum") for s in scrapes),
+        sum(s.total(name) for s in scrapes)
+        for name in (
+            "detector_batch_size_events_count",
+            "detector_batch_size_events_sum",
+            "detector_batch_duration_seconds_sum",
+        )
     ]
 
 

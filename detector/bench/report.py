@@ -29,7 +29,8 @@ METHOD = {
     "between the first sample where every worker has processed a batch (group joined) and the "
     "first sample where the group's committed offsets reach every partition's end; sampled every "
     "0.1 s (committed offsets by OffsetFetch without joining, /metrics and RSS of each worker)",
-    "latency": "paced producer (linger 0) at half the median maximum of that deployment; send "
+    "latency": "paced producer (linger 0) at a share (default half) of the median maximum of "
+    "that deployment; send "
     "time per event from the producer side, commit time = first OffsetFetch read (every 5 ms) "
     "showing the event's offset committed: an upper bound by at most resolution_ms",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "
@@ -234,10 +235,11 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## End-to-end latency",
         "",
-        f"{lat['workers']} worker(s), offered {lat['offered_per_s']:,.0f} events/s (half the measured "
+        f"{lat['workers']} worker(s), offered {lat['offered_per_s']:,.0f} events/s "
+        f"({ratio(lat['offered_per_s'], lat['max_events_per_s']):.0%} of the measured "
         f"{lat['max_events_per_s']:,.0f}), achieved {lat['achieved_per_s']:,.0f}; {lat['events']:,} "
         f"events timed after a warm-up of {lat['warmup_events']}; mean batch "
-        f"{lat['mean_batch_events']:.1f} events.",
+        f"{lat['mean_batch_events']:.1f} events; workers busy {lat['busy_share']:.0%} of the time.",
         "",
         "| p50 | p90 | p99 | max | mean | resolution |",
         "|---:|---:|---:|---:|---:|---:|",

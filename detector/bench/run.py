@@ -49,6 +49,7 @@ class BenchOptions:
     repeat: int = 1
     latency_seconds: float = 15.0
     latency_workers: int = 1
+    latency_load: float = 0.5  # share of the measured maximum offered in the latency run
     naive_events: int = 10_000
     account_sample: int = 500
     work_dir: Path = Path("out/bench")
@@ -63,6 +64,8 @@ class BenchOptions:
         'detector bench --events 5000 --workers 2 --partitions 4 --repeat 1 --latency-seconds 15.0 --naive-events 10000'
         """
         latency = f" --latency-workers {self.latency_workers}" if self.latency_workers != 1 else ""
+        if self.latency_load != 0.5:
+            latency += f" --latency-load {self.latency_load}"
         scenario = f" --scenario {self.scenario}" if self.scenario != "default" else ""
         return (
             f"detector bench --events {self.events} --workers {self.workers} "
@@ -84,6 +87,8 @@ class BenchOptions:
             )
         if self.latency_workers not in (1, self.workers):
             raise ConfigError("--latency-workers must be 1 or --workers")
+        if not 0 < self.latency_load <= 1:
+            raise ConfigError("--latency-load must be in (0, 1]: a share of the measured maximum")
         if self.latency_seconds <= 0 or self.naive_events < 100 or self.account_sample < 1:
             raise ConfigError(
                 "--latency-seconds must be positive, --naive-events at least 100, "
@@ -312,7 +317,7 @@ def _latency(
             Deployment(settings, workers, options.work_dir / run.run_id / "latency", environ),
             offsets,
             pairs,
-            rate_per_s=maximum / 2,
+            rate_per_s=maximum * options.latency_load,
             seconds=options.latency_seconds,
             progress=_stage(progress, "latency"),
         )

@@ -69,6 +69,7 @@ def _result() -> dict:
             "max_ms": 200.0,
             "mean_ms": 50.0,
             "resolution_ms": 6.0,
+            "busy_share": 0.5,
             "mean_batch_events": 40.0,
         },
         memory={

@@ -18,6 +18,7 @@ def test_defaults_are_sound() -> None:
         (BenchOptions(workers=4, partitions=2), "--partitions"),
         (BenchOptions(latency_workers=3), "--latency-workers"),
         (BenchOptions(naive_events=5), "--naive-events"),
+        (BenchOptions(latency_load=1.5), "--latency-load"),
     ],
 )
 def test_bad_options_name_their_flag(options: BenchOptions, flag: str) -> None:
