@@ -28,7 +28,8 @@ METHOD = {
     "detector": "separate `detector run` processes in one consumer group; events committed "
     "between the first sample where every worker has processed a batch (group joined) and the "
     "first sample where the group's committed offsets reach every partition's end; sampled every "
-    "0.1 s (committed offsets by OffsetFetch without joining, /metrics and RSS of each worker)",
+    "0.1 s (committed offsets by OffsetFetch without joining, RSS of each worker; /metrics only "
+    "until every worker consumed and at the end, as scrapes cost the worker CPU)",
     "latency": "paced producer (linger 0) at a share (default half) of the median maximum of "
     "that deployment; send "
     "time per event from the producer side, commit time = first OffsetFetch read (every 5 ms) "
