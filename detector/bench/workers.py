@@ -39,6 +39,7 @@ def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
 @dataclass
 class _Worker:
     port: int
+    config: Path
     log: Path
     proc: subprocess.Popen[bytes]
     log_file: IO[bytes]
@@ -68,6 +69,8 @@ class Deployment:
             port = free_port()
             settings = self.settings.with_overrides(metrics={"port": port, "host": "127.0.0.1"})
             config = self.directory / f"worker-{i}.yaml"
+            # It may hold a Redis password (in redis.url): owner-only, and removed at stop.
+            config.touch(mode=0o600)
             config.write_text(yaml.safe_dump(settings.model_dump(mode="json")), encoding="utf-8")
             log = self.directory / f"worker-{i}.log"
             log_file = log.open("ab")
@@ -79,7 +82,7 @@ class Deployment:
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
             )
-            self._workers.append(_Worker(port, log, proc, log_file))
+            self._workers.append(_Worker(port, config, log, proc, log_file))
         return self
 
     @property
@@ -115,6 +118,7 @@ class Deployment:
                 w.proc.kill()
                 w.proc.wait()
             w.log_file.close()
+            w.config.unlink(missing_ok=True)
         self._workers = []
 
     def __enter__(self) -> Deployment:
