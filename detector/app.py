@@ -66,7 +66,9 @@ def build_pipeline(
         blob = client.get(checkpoint)
         if blob and suite.restore(blob):
             log.info("restored model checkpoint (%d learned snapshots)", suite.anomaly.learned)
-    store = AccountStore(client, settings.redis, settings.state, metrics)
+    store = AccountStore(
+        connect(settings.redis, binary=True), settings.redis, settings.state, metrics
+    )
     campaigns = (
         CampaignStore(
             client,
@@ -92,6 +94,11 @@ def wait_for_redis(client: redis.Redis, url: str, timeout_s: float = REDIS_WAIT_
                 f"redis at {redact_url(url)} refused the credentials: set the password in redis.url or REDIS_URL"
             ) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ConfigError(
+                    f"redis at {redact_url(url)}: its TLS certificate is not trusted: "
+                    "set redis.ssl_ca_file to the CA that signed it"
+                ) from None
             if time.monotonic() > deadline:
                 raise ServiceUnavailable(
                     f"redis at {redact_url(url)} does not answer (set redis.url or REDIS_URL): {exc}"
@@ -114,7 +121,7 @@ def run_service(
     if on_started:
         on_started(server.port)
     client = connect(settings.redis)
-    producer = None
+    producer = pipeline = None
     try:
         wait_for_redis(client, settings.redis.url)
         if settings.kafka.create_topics:
@@ -145,6 +152,8 @@ def run_service(
     finally:
         if producer is not None:
             producer.close(timeout=10)
+        if pipeline is not None:
+            pipeline.close()
         client.close()
         server.stop()
 
@@ -221,7 +230,9 @@ def replay(
             done += len(batch)
             if progress:
                 progress(done, len(records))
+        pipeline.flush()
         seconds = time.perf_counter() - started
+        pipeline.close()
     if not invalid:
         dead_letter_path.unlink(missing_ok=True)
     return ReplayReport(len(records), invalid, duplicates, alerts, seconds)

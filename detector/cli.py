@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(demo)
     demo.set_defaults(func=_demo)
 
+    config = sub.add_parser(
+        "config", help="print the effective settings (file, overlay, environment), secrets hidden"
+    )
+    _config_arg(config)
+    config.set_defaults(func=_show_config)
+
     validate = sub.add_parser("validate", help="check a JSONL file of events against the contract")
     validate.add_argument("file", type=Path)
     validate.set_defaults(func=_validate)
@@ -96,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
         "--data", type=Path, help="directory for events, labels and alerts (default: --out)"
     )
     evaluate.set_defaults(func=_eval)
+
+    tap = sub.add_parser(
+        "tap", help="sidecar: accept query events over local HTTP, produce to Kafka"
+    )
+    _config_arg(tap)
+    tap.set_defaults(func=_tap)
+
+    pager = sub.add_parser("pager", help="page critical campaign alerts through Alertmanager")
+    _config_arg(pager)
+    pager.set_defaults(func=_pager)
     _bench_parser(sub)
     return parser
 
@@ -208,6 +224,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from detector.config import printable
+
+    print(yaml.safe_dump(printable(load_settings(args.config)), sort_keys=False), end="")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from detector.decode import decode_record
     from detector.events import DeadLetter, RawRecord
@@ -287,6 +312,19 @@ def _eval(args: argparse.Namespace) -> int:
         f"report: {args.out}/report.md, {args.out}/report.json and PNG plots in {args.out}/"
     )
     return 0
+
+
+def _tap(args: argparse.Namespace) -> int:
+    from detector.tap import run_tap
+
+    run_tap(load_settings(args.config), _stop_on_signals())
+    return 0
+
+
+def _pager(args: argparse.Namespace) -> int:
+    from detector.pager import run_pager
+
+    run_pager(load_settings(args.config), _stop_on_signals())
 
 
 def _bench(args: argparse.Namespace) -> int:

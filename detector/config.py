@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from redis.connection import parse_url
 
 from detector.errors import ConfigError
 
@@ -67,6 +75,19 @@ class RedisSettings(_Section):
     key_prefix: str = "det:"
     socket_timeout_s: float = Field(default=5.0, gt=0)
     retry_attempts: int = Field(default=0, ge=0)
+    ssl_ca_file: str = ""
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _parsable_url(cls, url: str) -> str:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            # redis-py's message never holds the password; the URL is shown redacted.
+            raise ValueError(f"{redact_url(url)} is not a Redis URL: {exc}") from None
+        return url
 
 
 class StateSettings(_Section):
@@ -247,6 +268,63 @@ class ServiceSettings(_Section):
     dlq_payload_max_bytes: int = Field(default=900_000, ge=0)
 
 
+class TapSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_event_bytes: int = Field(default=1_000_000, ge=256)
+    buffer_max_events: int = Field(default=10_000, ge=1)
+    buffer_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    retry_after_s: int = Field(default=1, ge=1)
+    linger_ms: int = Field(default=20, ge=0)
+    batch_bytes: int = Field(default=256 * 1024, ge=1024)
+    send_timeout_ms: int = Field(default=5000, ge=100)
+    delivery_timeout_ms: int = Field(default=120_000, ge=1000)
+    drain_timeout_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> TapSettings:
+        if self.max_event_bytes > self.max_body_bytes:
+            raise ValueError("max_event_bytes must be at most max_body_bytes")
+        if self.max_body_bytes > self.buffer_max_bytes:
+            raise ValueError(
+                "max_body_bytes must be at most buffer_max_bytes (one request must fit)"
+            )
+        if self.delivery_timeout_ms < self.linger_ms + 1000:
+            raise ValueError("delivery_timeout_ms must be at least linger_ms + 1000")
+        return self
+
+
+class PagerSettings(_Section):
+    alertmanager_urls: tuple[str, ...] = ("http://localhost:9093",)
+    group_id: str = "detector-pager"
+    severities: tuple[str, ...] = ("critical",)
+    subject_types: tuple[str, ...] = ("campaign",)
+    quiet_after_s: float = Field(default=3600.0, gt=0)
+    resend_interval_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+    accounts_listed: int = Field(default=20, ge=0)
+    runbook_url: str = "docs/runbooks/campaign-critical.md"
+    alertname: str = Field(default="DetectorCampaign", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _valid(self) -> PagerSettings:
+        if not self.alertmanager_urls:
+            raise ValueError("alertmanager_urls must name at least one Alertmanager")
+        for url in self.alertmanager_urls:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"alertmanager_urls: {url!r} is not an http(s) URL")
+        severities = {"low", "medium", "high", "critical"}
+        if not self.severities or set(self.severities) - severities:
+            raise ValueError(f"severities must be a non-empty list among {sorted(severities)}")
+        kinds = {"account", "campaign", "source"}
+        if not self.subject_types or set(self.subject_types) - kinds:
+            raise ValueError(f"subject_types must be a non-empty list among {sorted(kinds)}")
+        if self.resend_interval_s >= self.quiet_after_s:
+            raise ValueError("resend_interval_s must be shorter than quiet_after_s")
+        return self
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -260,6 +338,8 @@ class Settings(_Section):
     alerting: AlertSettings = AlertSettings()
     metrics: MetricsSettings = MetricsSettings()
     service: ServiceSettings = ServiceSettings()
+    tap: TapSettings = TapSettings()
+    pager: PagerSettings = PagerSettings()
 
     def with_overrides(self, **sections: Mapping[str, Any]) -> Settings:
         """A copy with some fields of some sections replaced, validated again."""
@@ -340,6 +420,16 @@ def load_settings(
         data = _merge(data, _read_yaml(overlay))
     data = _merge(data, env_overrides(os.environ if environ is None else environ))
     return build_settings(data)
+
+
+def printable(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every secret hidden (the Redis password); for display.
+
+    The Kafka SASL password is never a setting, so it cannot appear here.
+    """
+    data = settings.model_dump(mode="json")
+    data["redis"]["url"] = redact_url(settings.redis.url)
+    return data
 
 
 def redact_url(url: str) -> str:

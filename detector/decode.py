@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import fastjsonschema
 import orjson
 
-from detector.contract import QUERY_EVENT_SCHEMA, validator
+from detector.contract import QUERY_EVENT_SCHEMA, load_schema, validator
 from detector.events import CONTRACT_FIELDS, DeadLetter, QueryEvent, RawRecord
 
 # Every reason a message can be refused for; metrics label values come only from here.
@@ -35,6 +35,14 @@ _RULE_REASON = {
     "enum": "invalid_value",
 }
 _DETAIL_MAX_CHARS = 300
+_BOM = b"\xef\xbb\xbf"
+# JSON integers past 64 bits come out of the parser as floats; the contract's integer fields
+# (counts, an ASN) cannot mean such values, and they would turn sums into floats.
+_INTEGER_FIELDS = tuple(
+    name
+    for name, spec in load_schema(QUERY_EVENT_SCHEMA)["properties"].items()
+    if spec.get("type") == "integer"
+)
 
 
 def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent | DeadLetter:
@@ -43,10 +51,13 @@ def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent 
     ``not_after`` bounds ``ts``: one event far in the future would make every later
     event of its account look late, blinding the account's windows.
     """
+    value = record.value
+    if value.startswith(_BOM):  # RFC 8259 lets a parser ignore it; some Windows clients send one
+        value = value[len(_BOM) :]
     try:
-        data = orjson.loads(record.value)
+        data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_json"
+        reason = "invalid_utf8" if "not valid UTF-8" in str(exc) else "invalid_json"
         return DeadLetter(reason, str(exc)[:_DETAIL_MAX_CHARS], record)
     if not isinstance(data, dict):
         return DeadLetter("not_object", f"top-level JSON is a {type(data).__name__}", record)
@@ -56,6 +67,9 @@ def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent 
         reason = _RULE_REASON.get(exc.rule or "", "schema_violation")
         # The message names the field but never echoes its value (it may be prompt text).
         return DeadLetter(reason, _describe(exc), record)
+    for name in _INTEGER_FIELDS:
+        if isinstance(data.get(name), float):
+            return DeadLetter("out_of_range", f"field {name}: integer beyond 64 bits", record)
     if data["ts"] > not_after:
         return DeadLetter(
             "ts_in_future", f"field ts: {data['ts']:.0f} is after {not_after:.0f}", record

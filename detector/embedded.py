@@ -11,10 +11,12 @@ import ctypes
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from detector.errors import EmbeddedServerError
@@ -104,6 +106,15 @@ class _Child:
             self._proc.wait()
         Path(self._log.name).unlink(missing_ok=True)
 
+    def freeze(self) -> None:
+        """Stop answering but keep every byte of state, as a hung host would (for fault tests)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """Hard stop, as a crash would (for fault tests)."""
         if self._proc is not None and self._proc.poll() is None:
@@ -117,18 +128,41 @@ class _Child:
         self.stop()
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """Certificate, key and CA files for a TLS-only test server."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
 class EmbeddedRedis(_Child):
     name = "redis"
 
-    def __init__(self, password: str | None = None) -> None:
+    def __init__(
+        self, password: str | None = None, tls: ServerTls | None = None, binary: str | None = None
+    ) -> None:
         super().__init__()
         self.password = password
+        self.tls = tls
+        self.binary = binary
 
     def _command(self) -> list[str]:
         auth = ["--requirepass", self.password] if self.password else []
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            listen = [
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--tls-cert-file", self.tls.cert_file,
+                "--tls-key-file", self.tls.key_file,
+                "--tls-ca-cert-file", self.tls.ca_file,
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         return [
-            redis_server_binary(),
-            "--port", str(self.port),
+            self.binary or redis_server_binary(),
+            *listen,
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
@@ -139,7 +173,11 @@ class EmbeddedRedis(_Child):
     def _answers(self) -> bool:
         auth = f"AUTH {self.password}\r\n".encode() if self.password else b""
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                s = raw
+                if self.tls:
+                    context = ssl.create_default_context(cafile=self.tls.ca_file)
+                    s = context.wrap_socket(raw, server_hostname="127.0.0.1")
                 s.sendall(auth + b"PING\r\n")
                 return b"+PONG" in s.recv(64)
         except OSError:
@@ -148,7 +186,8 @@ class EmbeddedRedis(_Child):
     @property
     def url(self) -> str:
         credentials = f":{self.password}@" if self.password else ""
-        return f"redis://{credentials}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{credentials}127.0.0.1:{self.port}/0"
 
 
 class EmbeddedKafka(_Child):

@@ -32,6 +32,9 @@ class Health:
 
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        server_version = "detector"  # not the Python version: nothing to fingerprint
+        sys_version = ""
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":

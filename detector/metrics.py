@@ -84,6 +84,8 @@ class Metrics:
             ["dependency"],
             registry=registry,
         )
+        for dependency in ("redis", "kafka"):  # zero from the start, so rate() and panels work
+            self.dependency_errors.labels(dependency)
         self.anomaly_score = Histogram(
             "detector_anomaly_score",
             "Scores of the river anomaly model, per scored event.",

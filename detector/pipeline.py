@@ -1,11 +1,14 @@
 """The spine: one batch goes decode -> features -> state -> detectors -> campaigns -> alerts -> durable.
 
-Committing the source offsets is the caller's job, and only after ``process``
-returned: by then the batch's alerts and dead letters are flushed and its state
-is written. Alerts are published before the state write, so a crash between the
-two re-sends the same alerts (same ``alert_id``) rather than losing them. Campaign alerts
-are marked as sent in that same write, so a crash before it re-sends them too; a member's
-account alert, sent when it joins, is the one thing such a crash can lose.
+Two Redis round trips per batch: the first writes the previous batch's state and loads
+this one's, the second links campaigns. A batch's state is therefore written at the start
+of the next batch (or by ``flush`` when the stream pauses), and ``process`` returns the
+records whose effects are durable by then: the caller commits exactly those offsets.
+
+Alerts are published before the state write, so a crash between the two re-sends the
+same alerts (same ``alert_id``) rather than losing them. Campaign and member alerts are
+marked as sent in that same write, so a crash before it re-sends them too, and the
+campaign link step counts a partition's events only once (link watermarks).
 """
 
 from __future__ import annotations
@@ -27,9 +30,15 @@ from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
-from detector.state.campaigns import AccountLinks, CampaignStore, campaign_id
+from detector.state.campaigns import (
+    AccountLinks,
+    CampaignStore,
+    campaign_id,
+    link_watermarks,
+    partition_key,
+)
 from detector.state.profile import focus, lockstep_bands
-from detector.state.store import AccountStore
+from detector.state.store import AccountStore, LoadedBatch
 
 SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
 FLAG_RANK = 1  # findings of severity medium or above keep the models from learning the point
@@ -37,6 +46,7 @@ FLAG_RANK = 1  # findings of severity medium or above keep the models from learn
 
 @dataclass
 class BatchResult:
+    durable: list[RawRecord] = field(default_factory=list)  # effects written: commit these
     consumed: int = 0
     applied: int = 0
     duplicates: int = 0
@@ -70,6 +80,9 @@ class Pipeline:
         self.clock = clock
         self._batches = 0
         self.tagger = IntentTagger(settings.intent.patterns)
+        # The last batch, processed and published but not yet written: (state, commands, records).
+        self._unwritten: tuple[LoadedBatch, list[tuple[Any, ...]], list[RawRecord]] | None = None
+        self._durable: list[RawRecord] = []  # written, not yet handed to the caller
 
     def process(self, records: list[RawRecord]) -> BatchResult:
         started = time.perf_counter()
@@ -79,13 +92,17 @@ class Pipeline:
         result.invalid = len(dead)
 
         feats = [extract(e, self.settings.features, self.tagger) for e in events]
-        loaded = self.store.load(feats)
+        reads = [self.campaigns.watermarks_command()] if self.campaigns else []
+        write = self._unwritten
+        loaded = self.store.load(feats, reads, *(write[:2] if write else (None, None)))
+        if write is not None:
+            self._written(write[2], loaded.conflicts, result)
 
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)
-        for feat, distinct in zip(feats, loaded.distinct, strict=True):
+        for feat in feats:
             state = loaded.states[feat.account_id]
-            snap = apply_event(state, feat, distinct, self.settings.state)
+            snap = apply_event(state, feat, self.settings.state)
             if snap is None:
                 result.duplicates += 1
                 continue
@@ -96,16 +113,43 @@ class Pipeline:
             result.alerts.extend(alerts)
             suspicion[feat.account_id] = max(suspicion[feat.account_id], score)
 
-        marks = self._campaigns(applied, loaded.states, suspicion, result) if self.campaigns else []
+        marks = []
+        if self.campaigns and records:
+            counted = link_watermarks(loaded.extra[0])
+            marks = self._campaigns(
+                records[0].topic, counted, applied, loaded.states, suspicion, result
+            )
         self.alerts.send(result.alerts)
         self.alerts.flush()
         self.dead_letters.flush()
-        result.conflicts = self.store.save(loaded, self._checkpoint_due() + marks)
+        self._unwritten = (loaded, self._checkpoint_due() + marks, records)
+        result.durable, self._durable = self._durable, []
         self._observe(result, dead, time.perf_counter() - started)
         return result
 
+    def flush(self) -> BatchResult:
+        """Write the last batch's state now (the stream paused, or the worker stops)."""
+        result = BatchResult()
+        if self._unwritten is not None:
+            loaded, commands, records = self._unwritten
+            self._written(records, self.store.save(loaded, commands), result)
+        result.durable, self._durable = self._durable, []
+        if result.conflicts:
+            self.metrics.state_conflicts.inc(len(result.conflicts))
+        return result
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _written(self, records: list[RawRecord], conflicts: list[str], result: BatchResult) -> None:
+        self._unwritten = None
+        self._durable.extend(records)
+        result.conflicts = conflicts
+
     def _campaigns(
         self,
+        topic: str,
+        counted: dict[str, int],
         applied: dict[str, list[EventFeatures]],
         states: dict[str, AccountState],
         suspicion: dict[str, float],
@@ -113,16 +157,19 @@ class Pipeline:
     ) -> list[tuple[Any, ...]]:
         """Link the batch's accounts through shared evidence; alert on what changed.
 
+        ``counted`` says how far each partition's traffic is already in the campaign counts
+        (a batch processed again after a crash links again but does not count twice).
         Returns the commands that record the alerts, written with the batch's state.
         """
         s = self.settings.campaigns
         assert self.campaigns is not None
+        through, fresh = uncounted(topic, counted, applied)
         links = [
             AccountLinks(
                 account,
                 fs[-1].ts,
                 suspicion[account] >= s.suspect_score,
-                len(fs),
+                len(fresh[account]),
                 evidence_of(
                     fs,
                     s.evidence_kinds,
@@ -132,13 +179,13 @@ class Pipeline:
                     if states[account].events >= self.settings.behaviour.min_events
                     else (),
                 ),
-                tuple(Counter(f.model for f in fs).items()),
+                tuple(Counter(f.model for f in fresh[account]).items()),
                 focus(states[account].profile),
             )
             for account, fs in applied.items()
         ]
         last_ts = {link.account_id: link.ts for link in links}
-        linked = self.campaigns.link(links)
+        linked = self.campaigns.link(links, through)
         marks: list[tuple[Any, ...]] = []
         now = self.clock()
         judged = {}
@@ -151,6 +198,8 @@ class Pipeline:
             for account in campaign.new_members:
                 ts = last_ts.get(account, campaign.last)
                 result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
+            if campaign.new_members:
+                marks.append(self.campaigns.mark_announced(campaign, campaign.new_members))
             about = (
                 campaign.listed,
                 campaign.members,
@@ -231,3 +280,19 @@ class Pipeline:
             m.state_conflicts.inc(len(result.conflicts))
         m.batch_seconds.observe(seconds)
         m.batch_size.observe(result.consumed)
+
+
+def uncounted(
+    topic: str, counted: dict[str, int], applied: dict[str, list[EventFeatures]]
+) -> tuple[dict[str, int], dict[str, list[EventFeatures]]]:
+    """Each partition's last offset in the batch, and each account's events not yet counted."""
+    through: dict[str, int] = {}
+    fresh: dict[str, list[EventFeatures]] = {}
+    for account, fs in applied.items():
+        fresh[account] = []
+        for f in fs:
+            where = partition_key(topic, f.partition)
+            through[where] = max(through.get(where, -1), f.offset)
+            if f.offset > counted.get(where, -1):
+                fresh[account].append(f)
+    return through, fresh

@@ -1,14 +1,14 @@
-"""The streaming worker: poll a batch, process it until it succeeds, commit, repeat."""
+"""The streaming worker: poll a batch, process it until it succeeds, commit what is durable, repeat."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 
 from detector.config import ServiceSettings
 from detector.errors import ServiceUnavailable
-from detector.events import RawRecord
 from detector.health import Health
 from detector.io.kafka import KafkaSource
 from detector.metrics import Metrics
@@ -33,7 +33,7 @@ class Worker:
         self.health = health
 
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop`` is set; the batch in hand is finished and committed first."""
+        """Until ``stop`` is set; the batch in hand is finished, written and committed first."""
         self._set_ready(True)
         while not stop.is_set():
             self.health.beat()
@@ -43,19 +43,29 @@ class Worker:
                 self._wait_after_failure("kafka", exc, stop, attempt=1)
                 continue
             if not records:
+                self._check_broker()  # an empty poll is also what a lost broker looks like
+                # The stream paused: write the last batch now rather than with the next one.
+                self._commit(self._until_done(self.pipeline.flush, stop))
                 continue
-            if self._process_until_done(records, stop) is None:
+            result = self._until_done(lambda r=records: self.pipeline.process(r), stop)
+            if result is None:
                 break  # asked to stop while a dependency was down: leave the batch uncommitted
-            self.source.commit(records)
+            self._commit(result)
+        self._commit(self._until_done(self.pipeline.flush, stop))  # one try: we are stopping
         self.source.close()
 
-    def _process_until_done(
-        self, records: list[RawRecord], stop: threading.Event
+    def _commit(self, result: BatchResult | None) -> None:
+        if result is not None and result.durable:
+            self.source.commit(result.durable)
+
+    def _until_done(
+        self, step: Callable[[], BatchResult], stop: threading.Event
     ) -> BatchResult | None:
+        """``step`` retried with backoff while a dependency is down; None if asked to stop."""
         attempt = 0
         while True:
             try:
-                result = self.pipeline.process(records)
+                result = step()
             except ServiceUnavailable as exc:
                 attempt += 1
                 dependency = "redis" if str(exc).startswith("redis") else "kafka"
@@ -85,6 +95,18 @@ class Worker:
         with contextlib.suppress(ServiceUnavailable):
             self.source.hold()  # stay in the group without fetching more
         stop.wait(delay)
+
+    def _check_broker(self) -> None:
+        connected = self.source.connected()
+        if connected == self.health.ready:
+            return
+        if connected:
+            log.info("broker reachable again")
+            self._set_ready(True)
+        else:
+            log.warning("no broker connection; kafka-python keeps reconnecting")
+            self.metrics.dependency_errors.labels("kafka").inc()
+            self._set_ready(False, "kafka unavailable")
 
     def _set_ready(self, ready: bool, reason: str = "") -> None:
         self.health.set_ready(ready, reason)

@@ -141,6 +141,6 @@ def test_zero_cooldown_always_emits() -> None:
 def test_cooldown_survives_serialisation() -> None:
     state = AccountState()
     mark_emitted(state, finding("high"), 1234.5)
-    again = AccountState.from_fields(state.to_fields(), 0)
+    again = AccountState.from_bytes(state.to_bytes(), 0)
     assert again.cooldowns == {"volume_spike": (1234.5, 2)}
     assert not should_emit(again, finding("high"), 1300.0, 3600)

@@ -37,3 +37,27 @@ def test_wrong_setting_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code = main(["replay", "--config", str(cfg), "--input", "x", "--output", str(tmp_path / "o")])
     assert code == 2
     assert "kafka.poll_max_records" in capsys.readouterr().err
+
+
+def test_config_prints_the_effective_settings_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "rediss://app:s3cretpw@redis.internal:6380/0")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafkas3cret")
+    monkeypatch.setenv("DETECTOR__KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text("kafka:\n  sasl_username: detector\n")
+    assert main(["config", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "rediss://app:***@redis.internal:6380/0" in out
+    assert "security_protocol: SASL_SSL" in out and "sasl_username: detector" in out
+    assert "s3cret" not in out
+
+
+def test_a_malformed_redis_url_is_named_without_its_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://:s3cretpw@redis.internal:notaport/0")
+    assert main(["config"]) == 2
+    err = capsys.readouterr().err
+    assert "redis.url" in err and "s3cret" not in err

@@ -47,6 +47,23 @@ def test_valid_event_decodes_with_partition_and_offset() -> None:
     assert result.source_ip is None
 
 
+def test_a_leading_byte_order_mark_is_ignored() -> None:
+    result = decode_record(record(b"\xef\xbb\xbf" + event()))
+    assert isinstance(result, QueryEvent) and result.event_id == "e1"
+
+
+def test_escaped_control_characters_and_64_bit_integers_are_accepted() -> None:
+    result = decode_record(record(event(account_id="a\u0000\x1b", asn=2**64 - 1)))
+    assert isinstance(result, QueryEvent)
+    assert result.account_id == "a\u0000\x1b" and result.asn == 2**64 - 1
+
+
+def test_a_multi_megabyte_prompt_decodes() -> None:
+    prompt = "Explain the theory of everything. " * 150_000  # 5 MB
+    result = decode_record(record(event(prompt=prompt)))
+    assert isinstance(result, QueryEvent) and len(result.prompt or "") == len(prompt)
+
+
 def test_unknown_fields_are_ignored() -> None:
     result = decode_record(record(event(zzz_future_field={"x": 1}, another=[1, 2])))
     assert isinstance(result, QueryEvent)
@@ -95,6 +112,14 @@ def test_dead_letter_keeps_the_record() -> None:
         (event(event_id=""), "too_short", "event_id"),
         (event(account_id=""), "too_short", "account_id"),
         (event(status="exploded"), "invalid_value", "status"),
+        (
+            event()[:-1] + b',"asn":' + b"9" * 40 + b"}",
+            "out_of_range",
+            "asn: integer beyond 64 bits",
+        ),
+        (event()[:-1] + b',"tools":1' + b"0" * 25 + b"}", "out_of_range", "tools"),
+        (b'{"event_id":"e\x01","ts":1,"account_id":"a","model":"m"}', "invalid_json", "control"),
+        (b"\xef\xbb\xbf\xef\xbb\xbf" + event(), "invalid_json", ""),  # one BOM is forgiven
     ],
 )
 def test_refusal_reasons(value: bytes, reason: str, detail_part: str) -> None:

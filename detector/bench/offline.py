@@ -1,6 +1,6 @@
 """``detector replay`` on the bench's events, and the naive baseline: the same pipeline with
-one event per batch, so each event pays its own Redis round trips (load, campaign link,
-save) and its own alert flush. The difference is what batching buys."""
+one event per batch, so each event pays its own Redis round trips (state and campaign
+link) and its own alert flush. The difference is what batching buys."""
 
 from __future__ import annotations
 

@@ -12,12 +12,6 @@ import redis
 
 SCAN_COUNT = 1000
 PIPELINE_CHUNK = 500
-ACCOUNT_SUFFIXES = (
-    ":s",
-    ":ip",
-    ":m",
-    ":ua",
-)  # the account's hash and HyperLogLogs (state/store.py)
 INDEX_FAMILIES = ("ix", "ax")  # evidence value -> accounts sorted sets (state/campaigns.py)
 
 
@@ -49,19 +43,33 @@ class FamilyMemory:
     entries: int
 
 
+def account_of(key: str, prefix: str) -> tuple[str, str]:
+    """(account, kind of key) of a per-account key ``<prefix>acct:{<account>}<kind>``.
+
+    >>> account_of("det:acct:{a-1}", "det:"), account_of("det:acct:{a-1}:ip", "det:")
+    (('a-1', ''), ('a-1', ':ip'))
+    """
+    rest = key[len(prefix) + len("acct:{") :]
+    account, _, kind = rest.partition("}")
+    return account, kind
+
+
 @dataclass(frozen=True)
 class AccountMemory:
-    """How many accounts have state, and the bytes of a sample's keys (``ACCOUNT_SUFFIXES`` order)."""
+    """How many accounts have state, and a sample's bytes per kind of key (``""``: the
+    account's main value), all of an account's keys counted together in ``totals``."""
 
     accounts: int
-    sample: list[tuple[int, ...]]
+    sample: list[dict[str, int]]
 
     def totals(self) -> list[int]:
-        return [sum(sizes) for sizes in self.sample]
+        return [sum(sizes.values()) for sizes in self.sample]
 
-    def of_key(self, suffix: str) -> list[int]:
-        i = ACCOUNT_SUFFIXES.index(suffix)
-        return [sizes[i] for sizes in self.sample]
+    def kinds(self) -> list[str]:
+        return sorted({kind for sizes in self.sample for kind in sizes})
+
+    def of_kind(self, kind: str) -> list[int]:
+        return [sizes.get(kind, 0) for sizes in self.sample]
 
 
 class RedisProbe:
@@ -90,15 +98,20 @@ class RedisProbe:
         return int(self._client.memory_usage(key, samples=0) or 0)
 
     def account_bytes(self, prefix: str, sample: int, seed: int = 0) -> AccountMemory:
-        """Bytes of each key of a random sample of accounts (hash and HyperLogLogs)."""
-        bases = [k[: -len(":s")] for k in self.scan(f"{glob_escape(prefix)}acct:*:s")]
-        bases.sort()  # SCAN order is arbitrary: sort so a seed picks the same sample
-        chosen = random.Random(seed).sample(bases, min(sample, len(bases)))
-        keys = [base + suffix for base in chosen for suffix in ACCOUNT_SUFFIXES]
-        sizes = self._memory(keys)
-        per = len(ACCOUNT_SUFFIXES)
+        """Bytes of a random sample of accounts, each key of an account (same hash tag) apart."""
+        by_account: dict[str, list[str]] = {}
+        for key in self.scan(f"{glob_escape(prefix)}acct:{{*"):
+            by_account.setdefault(account_of(key, prefix)[0], []).append(key)
+        accounts = sorted(by_account)  # SCAN order is arbitrary: sort so a seed picks the same
+        chosen = random.Random(seed).sample(accounts, min(sample, len(accounts)))
+        keys = [key for account in chosen for key in sorted(by_account[account])]
+        sizes = dict(zip(keys, self._memory(keys), strict=True))
         return AccountMemory(
-            len(bases), [tuple(sizes[i : i + per]) for i in range(0, len(sizes), per)]
+            len(accounts),
+            [
+                {account_of(k, prefix)[1]: sizes[k] for k in by_account[account]}
+                for account in chosen
+            ],
         )
 
     def campaign_bytes(self, prefix: str) -> dict[str, FamilyMemory]:

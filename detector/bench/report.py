@@ -40,9 +40,9 @@ METHOD = {
     "memory": "MEMORY USAGE key SAMPLES 0 after the whole topic was applied by one worker: a "
     "random sample of accounts (hash + 3 HyperLogLogs together), and every campaign key; an "
     "index entry is one member of an evidence index (ix/ax sorted sets)",
-    "naive": "detector.app.replay with one event per batch (every event loads, links and saves "
-    "on its own: 3 round trips) over the first events; compared with the batched replay of the "
-    "same events",
+    "naive": "detector.app.replay with one event per batch (every event pays the pipeline's "
+    "Redis round trips and alert flush on its own) over the first events; compared with the "
+    "batched replay of the same events",
 }
 
 
@@ -267,9 +267,12 @@ def markdown(result: dict[str, Any]) -> str:
         *[
             f"| {label} | {s['median']:,} B | {s['p90']:,} B | {s['max']:,} B |"
             for label, s in (
-                ("per account, all keys", mem["bytes_per_account"]),
-                ("per account, state hash", mem["bytes_per_account_hash"]),
-                ("per account, 3 HyperLogLogs", mem["bytes_per_account_hyperloglogs"]),
+                ("per account, all its keys", mem["bytes_per_account"]),
+                *(
+                    (f"per account, key `acct:{{id}}{'' if k == 'value' else k}`", v)
+                    for k, v in mem["bytes_per_account_by_key"].items()
+                    if len(mem["bytes_per_account_by_key"]) > 1
+                ),
             )
         ],
         "",

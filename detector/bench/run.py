@@ -282,10 +282,9 @@ def _memory(probe: RedisProbe, settings: Settings, sample: int) -> dict[str, Any
         "accounts": accounts.accounts,
         "accounts_sampled": len(totals),
         "bytes_per_account": summary(totals),
-        "bytes_per_account_hash": summary(accounts.of_key(":s")),
-        "bytes_per_account_hyperloglogs": summary(
-            [t - s for t, s in zip(totals, accounts.of_key(":s"), strict=True)]
-        ),
+        "bytes_per_account_by_key": {
+            kind or "value": summary(accounts.of_kind(kind)) for kind in accounts.kinds()
+        },
         "index_entries": index_entries,
         "index_bytes": index_bytes,
         "bytes_per_index_entry": round(ratio(index_bytes, index_entries), 1),

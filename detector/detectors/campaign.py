@@ -104,7 +104,7 @@ def judge(campaign: CampaignState, settings: CampaignSettings) -> Finding:
             "created_ts": campaign.created,
             "last_ts": campaign.last,
             "previously_alerted_members": campaign.alerted,
-            "new_members_this_batch": len(campaign.new_members),
+            "members_not_yet_announced": len(campaign.new_members),
             "capability_requests": dict(campaign.capabilities),
             "joined_recently": campaign.joined_recently,
             "quiet_members": quiet,

@@ -17,7 +17,6 @@ from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
 from detector.features.text import normalise, simhash
 
-ID_HASH_CHARS = 8  # 32-bit id hashes: a false match among 32 recent ids is ~1 in 100 million
 PREFIX_TOKENS = 8  # a template's fixed opening: honest prompts rarely share their first 8 words
 AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
 
@@ -26,7 +25,7 @@ AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the
 class EventFeatures:
     account_id: str
     event_id: str
-    id_hash: str
+    id_hash: int  # 32 bits: a false match among 32 recent ids is ~1 in 100 million
     ts: float
     partition: int
     offset: int
@@ -68,8 +67,8 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
     >>> from detector.events import QueryEvent
     >>> f = extract(QueryEvent("e1", 10.0, "a1", "m", prompt="héllo"), FeatureSettings(prompt_max_bytes=3),
     ...             IntentTagger({}))
-    >>> (f.account_id, f.prompt_chars, len(f.id_hash))
-    ('a1', 2, 8)
+    >>> (f.account_id, f.prompt_chars, f.id_hash < 2**32)
+    ('a1', 2, True)
     """
     prompt = truncate_utf8(event.prompt, settings.prompt_max_bytes)
     system = truncate_utf8(event.system_prompt, settings.prompt_max_bytes)
@@ -78,7 +77,7 @@ def extract(event: QueryEvent, settings: FeatureSettings, tagger: IntentTagger) 
     return EventFeatures(
         account_id=event.account_id,
         event_id=event.event_id,
-        id_hash=xxhash.xxh64_hexdigest(event.event_id.encode("utf-8"))[:ID_HASH_CHARS],
+        id_hash=xxhash.xxh32_intdigest(event.event_id.encode("utf-8")),
         ts=float(event.ts),
         partition=event.partition,
         offset=event.offset,

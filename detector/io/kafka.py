@@ -22,6 +22,9 @@ from detector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 FLUSH_TIMEOUT_S = 30.0
+# A commit that cannot finish (broker gone) gives up: later commits cover its offsets, and
+# until one does, a restart only redelivers events that the watermarks then skip.
+COMMIT_TIMEOUT_MS = 5000
 
 
 def connection_options(
@@ -130,6 +133,11 @@ class KafkaSource:
         self._update_lag(records)
         return records
 
+    def connected(self) -> bool:
+        """Whether the consumer holds any broker connection (kafka-python reconnects by itself)."""
+        stats = self._consumer.metrics().get("consumer-metrics", {})
+        return stats.get("connection-count", 0.0) > 0
+
     def hold(self) -> None:
         """Stop fetching (while a batch is retried) but stay in the group."""
         if not self._paused:
@@ -152,7 +160,7 @@ class KafkaSource:
         if not offsets:
             return True
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             # A rebalance took the partitions: the new owner gets the records again and the
             # per-account watermarks in Redis make sure nothing is counted twice.

@@ -33,8 +33,15 @@ _LINK_LUA = """
 local base = KEYS[1]
 local K, cap, ttl, listed = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local growth, single_ttl, churn = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+-- How far each partition's traffic is counted: a batch processed again after a crash links its
+-- accounts again (idempotent) but counts only events past these offsets.
+local first = 9 + 2 * tonumber(ARGV[8])
+for j = 9, first - 1, 2 do
+  local prev = tonumber(redis.call('HGET', base .. ':lwm', ARGV[j]) or -1)
+  if tonumber(ARGV[j + 1]) > prev then redis.call('HSET', base .. ':lwm', ARGV[j], ARGV[j + 1]) end
+end
 local uf = base .. ':uf'
-local touched, fresh, sources = {}, {}, {}
+local touched, sources = {}, {}
 
 -- A value only one account has used lives briefly: most are one-offs (per-request
 -- fingerprints, a user's own card), and they would otherwise fill Redis for the full TTL.
@@ -44,6 +51,9 @@ end
 
 local function rec(root) return base .. ':c:' .. root end
 local function mem(root) return base .. ':m:' .. root end
+-- Members whose own alert is not yet published: drained by the write after publishing, so a
+-- crash in between announces them again (same alert ids) instead of losing them.
+local function pend(root) return base .. ':p:' .. root end
 
 local function find(x)
   local root = x
@@ -94,21 +104,22 @@ local function join(account, enode, kind, ts)
     redis.call('HINCRBY', rec(winner), 'events', tonumber(lf['events'] or 0))
     for k in string.gmatch(lf['kinds'] or '', '[^,]+') do add_kind(winner, k) end
     redis.call('ZUNIONSTORE', mem(winner), 2, mem(winner), mem(loser), 'AGGREGATE', 'MIN')
-    redis.call('DEL', rec(loser), mem(loser))
+    redis.call('SUNIONSTORE', pend(winner), pend(winner), pend(loser))
+    redis.call('DEL', rec(loser), mem(loser), pend(loser))
     touched[loser] = nil
   end
   if not was_member then
     redis.call('HINCRBY', rec(winner), 'n', 1)
     redis.call('HINCRBY', rec(winner), 'joined:' .. math.floor(ts / 3600), 1)
     redis.call('ZADD', mem(winner), ts, account)
-    fresh[#fresh + 1] = {winner, account}
+    redis.call('SADD', pend(winner), account)
   end
   add_kind(winner, kind)
   redis.call('ZREMRANGEBYRANK', mem(winner), 0, -(listed + 1))
   touched[winner] = true
 end
 
-local i = 8
+local i = first
 while i <= #ARGV do
   local account, ts, suspect, events, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), tonumber(ARGV[i + 5])
   for j = i + 6, i + 5 + n do
@@ -142,7 +153,7 @@ while i <= #ARGV do
 end
 
 -- Second pass, once the batch is linked: traffic of members, per model and per origin.
-i = 8
+i = first
 while i <= #ARGV do
   local account, ts, events, capability, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3]), ARGV[i + 4], tonumber(ARGV[i + 5])
   -- Which campaign, if any, the account belongs to now.
@@ -196,15 +207,16 @@ while i <= #ARGV do
 end
 redis.call('EXPIRE', uf, ttl)
 redis.call('EXPIRE', base .. ':models', ttl)
+redis.call('EXPIRE', base .. ':lwm', ttl)
 
 local out = {}
 for root, _ in pairs(touched) do
   if redis.call('EXISTS', rec(root)) == 1 then
     redis.call('EXPIRE', rec(root), ttl)
     redis.call('EXPIRE', mem(root), ttl)
+    redis.call('EXPIRE', pend(root), ttl)
     local f = redis.call('HGETALL', rec(root))
-    local new = {}
-    for _, pair in ipairs(fresh) do if find(pair[1]) == root then new[#new + 1] = pair[2] end end
+    local new = redis.call('SMEMBERS', pend(root))
     local r = {}
     for k = 1, #f, 2 do r[f[k]] = f[k + 1] end
     local n, alerted = tonumber(r['n'] or 0), tonumber(r['alerted'] or 0)
@@ -257,7 +269,7 @@ class CampaignState:
     alerted: int
     events: int
     kinds: tuple[str, ...]
-    new_members: list[str] = field(default_factory=list)
+    new_members: list[str] = field(default_factory=list)  # members whose own alert is not out yet
     listed: list[str] = field(default_factory=list)  # filled when the change is material
     pivoted: frozenset[str] = frozenset()  # models a pivot alert was already sent for
     # Requests per model in the campaign and in the population, for the last two event-time hours.
@@ -303,6 +315,16 @@ class LinkResult:
     model_first_seen: dict[str, float]
 
 
+def link_watermarks(reply: list[Any] | dict[Any, Any]) -> dict[str, int]:
+    """``topic|partition`` -> last offset whose traffic the campaign counts include."""
+    pairs = reply.items() if isinstance(reply, dict) else _pairs(reply)
+    return {k.decode() if isinstance(k, bytes) else k: int(v) for k, v in pairs}
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"{topic}|{partition}"
+
+
 def campaign_id(root: str) -> str:
     return "cmp-" + sha1(root)[:12]
 
@@ -323,11 +345,22 @@ class CampaignStore:
         self._metrics = metrics
         self._sha = sha1(_LINK_LUA)
 
-    def link(self, batch: list[AccountLinks]) -> LinkResult:
-        """One round trip: index the batch's evidence, grow campaigns, report touched ones."""
+    def watermarks_command(self) -> tuple[Any, ...]:
+        """The command that reads how far each partition's traffic is counted (``link_watermarks``)."""
+        return ("HGETALL", f"{self._base}:lwm")
+
+    def link(
+        self, batch: list[AccountLinks], linked_through: dict[str, int] | None = None
+    ) -> LinkResult:
+        """One round trip: index the batch's evidence, grow campaigns, report touched ones.
+
+        ``linked_through`` maps ``topic|partition`` to the batch's last offset there: the
+        traffic counts of ``batch`` must hold only events past the offsets stored before.
+        """
         if not batch:
             return LinkResult([], [], {})
         s = self._settings
+        linked_through = linked_through or {}
         args: list[Any] = [
             s.min_suspects,
             s.index_cap,
@@ -336,7 +369,10 @@ class CampaignStore:
             s.realert_growth,
             s.singleton_ttl_s,
             s.churn_window_s,
+            len(linked_through),
         ]
+        for where, offset in linked_through.items():
+            args += (where, offset)
         for a in batch:
             args += [
                 a.account_id,
@@ -367,6 +403,10 @@ class CampaignStore:
             [self._source(*s) for s in sources],
             {m: float(ts) for m, ts in _pairs(models)},
         )
+
+    def mark_announced(self, campaign: CampaignState, accounts: list[str]) -> tuple[Any, ...]:
+        """The command that records the member alerts of ``accounts`` as published."""
+        return ("SREM", f"{self._base}:p:{campaign.root}", *accounts)
 
     def mark_alerted(self, campaign: CampaignState) -> tuple[Any, ...]:
         """The command that records an alert for ``campaign``; run with the batch's state write."""

@@ -7,7 +7,6 @@ each with how often a near-duplicate followed.
 
 from __future__ import annotations
 
-import base64
 import math
 import struct
 from dataclasses import dataclass, field
@@ -31,10 +30,12 @@ SHARES = (
 MEANS = ("log_out_in", "log_gap", "log_gap_sq")
 _FIELDS = SHARES + MEANS
 _MEANS_FORMAT = f"<{len(_FIELDS)}d"
+_TEMPLATE = struct.Struct("<QI")  # fingerprint, near-duplicates seen
+_COUNT_MAX = 2**32 - 1
 HOURS = 24
 TICK_BUCKET_S = 10  # lockstep resolution: requests of one scheduler tick land in one bucket
 TICK_HASHES = 8
-TICK_EMPTY = 2**32
+TICK_EMPTY = 2**32 - 1  # above every xxh32 minimum but one, and fits the packed u32
 HOUR_CAP = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
 
 
@@ -52,43 +53,34 @@ class Profile:
     # (lockstep) end up with the same minima, honest accounts almost never do.
     ticks: list[int] = field(default_factory=lambda: [TICK_EMPTY] * TICK_HASHES)
 
-    def pack(self) -> str:
-        # Exact float64s, base64-packed: replays must not drift, and text repr is twice the size.
-        means = base64.urlsafe_b64encode(
-            struct.pack(_MEANS_FORMAT, *(self.means[k] for k in _FIELDS))
-        ).decode()
-        templates = ";".join(f"{fp:x}:{n}" for fp, n in self.templates)
-        hours = ",".join(map(str, self.hours))
-        return (
-            f"{means}/{templates}/{self.chain},{self.chain_max},{self.templates_seen}/"
-            f"{self.last_temperature!r},{self.last_system:x}/{hours}/{','.join(f'{t:x}' for t in self.ticks)}"
-        )
+    # Exact float64s: a value rounded at each write would drift with the batch boundaries.
+    def to_list(self) -> list[object]:
+        """The profile as msgpack-ready values (packed into the account's stored value)."""
+        return [
+            struct.pack(_MEANS_FORMAT, *(self.means[k] for k in _FIELDS)),
+            b"".join(_TEMPLATE.pack(fp, min(n, _COUNT_MAX)) for fp, n in self.templates),
+            self.chain,
+            self.chain_max,
+            self.templates_seen,
+            self.last_temperature,
+            self.last_system,
+            self.hours,
+            struct.pack(f"<{TICK_HASHES}I", *self.ticks),
+        ]
 
     @classmethod
-    def unpack(cls, text: str) -> Profile:
-        if not text:
-            return cls()
-        means, templates, counters, lasts, hours, ticks = text.split("/")
-        chain, chain_max, seen = (int(x) for x in counters.split(","))
-        temperature, system = lasts.split(",")
+    def from_list(cls, values: list[object]) -> Profile:
+        means, templates, chain, chain_max, seen, temperature, system, hours, ticks = values
         return cls(
-            means=dict(
-                zip(
-                    _FIELDS,
-                    struct.unpack(_MEANS_FORMAT, base64.urlsafe_b64decode(means)),
-                    strict=True,
-                )
-            ),
-            templates=[
-                [int(fp, 16), int(n)] for fp, n in (t.split(":") for t in templates.split(";") if t)
-            ],
-            chain=chain,
-            chain_max=chain_max,
-            templates_seen=seen,
-            last_temperature=float(temperature),
-            last_system=int(system, 16),
-            hours=[int(x) for x in hours.split(",")],
-            ticks=[int(x, 16) for x in ticks.split(",")],
+            means=dict(zip(_FIELDS, struct.unpack(_MEANS_FORMAT, means), strict=True)),  # type: ignore[arg-type]
+            templates=[list(t) for t in _TEMPLATE.iter_unpack(templates)],  # type: ignore[arg-type]
+            chain=chain,  # type: ignore[arg-type]
+            chain_max=chain_max,  # type: ignore[arg-type]
+            templates_seen=seen,  # type: ignore[arg-type]
+            last_temperature=temperature,  # type: ignore[arg-type]
+            last_system=system,  # type: ignore[arg-type]
+            hours=list(hours),  # type: ignore[call-overload]
+            ticks=list(struct.unpack(f"<{TICK_HASHES}I", ticks)),  # type: ignore[arg-type]
         )
 
 

@@ -1,18 +1,17 @@
-"""Account state in Redis: one pipelined round trip to load a batch, one to save it.
+"""Account state in Redis: one pipelined round trip writes the previous batch and loads the next.
 
-Keys carry the account in a hash tag (``acct:{<id>}``) so every script touches a
-single Redis Cluster slot. HyperLogLog additions happen while loading: they are
-idempotent, so a batch that is processed again cannot count a value twice.
-Saving is a compare-and-set on the account's watermark, which makes the write
-atomic per account and refuses it if another worker applied events meanwhile.
+Each account is one binary value under a key with the account as hash tag
+(``acct:{<id>}``), so the code runs unchanged on Redis Cluster. Loading is one MGET.
+Writing is a compare-and-set on the account's watermark, which makes the write atomic
+per account and refuses it if another worker applied events meanwhile. The write goes
+first in the round trip, so an account in both batches is loaded as just written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -23,34 +22,15 @@ from detector.config import RedisSettings, StateSettings
 from detector.errors import ServiceUnavailable
 from detector.features import EventFeatures
 from detector.metrics import Metrics
-from detector.state.account import AccountState, Distinct
+from detector.state.account import AccountState
 
-# PFADD each event's values in order and report the distinct counts after each one.
-_LOAD_LUA = """
-local fields = redis.call('HGETALL', KEYS[1])
-local ttl = tonumber(ARGV[1])
-local c, touched, counts = {}, {}, {}
-for k = 2, 4 do c[k] = redis.call('PFCOUNT', KEYS[k]) end
-for i = 2, #ARGV, 3 do
-  for k = 2, 4 do
-    local v = ARGV[i + k - 2]
-    if v ~= '' and redis.call('PFADD', KEYS[k], v) == 1 then
-      c[k] = redis.call('PFCOUNT', KEYS[k])
-      touched[k] = true
-    end
-    counts[#counts + 1] = c[k]
-  end
-end
-for k = 2, 4 do if touched[k] then redis.call('EXPIRE', KEYS[k], ttl) end end
-return {fields, counts}
-"""
-
-# Write the account's fields only if its watermark is still the one that was loaded.
+# Write the value only if the stored watermark is the one that was loaded, or already the
+# new one (this very write, retried after its reply was lost).
 _SAVE_LUA = """
-local cur = redis.call('HMGET', KEYS[1], 'wp', 'wo')
-if (cur[1] or '-1') ~= ARGV[1] or (cur[2] or '-1') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-for k = 1, #KEYS do redis.call('EXPIRE', KEYS[k], ARGV[3]) end
+local cur = redis.call('GET', KEYS[1])
+local mark = cur and string.match(cur, '^[^;]*;') or '-1,-1;'
+if mark ~= ARGV[1] and mark ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 return 1
 """
 
@@ -59,27 +39,38 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 @dataclass
 class LoadedBatch:
-    """States of the batch's accounts, and each event's distinct counts (aligned with the batch)."""
+    """States of the batch's accounts as loaded, and what came back with them."""
 
     states: dict[str, AccountState]
-    loaded_watermarks: dict[str, tuple[int, int]]
-    distinct: list[Distinct]
+    loaded_watermarks: dict[str, str]
+    extra: list[Any] = field(default_factory=list)  # replies to the extra reads, in order
+    conflicts: list[str] = field(default_factory=list)  # accounts of the write that was refused
 
 
-def connect(settings: RedisSettings) -> redis.Redis:
+def connect(settings: RedisSettings, binary: bool = False) -> redis.Redis:
     # redis-py would retry a round trip 3 times by default, re-running a script whose reply
     # was lost; the worker retries whole batches instead, where watermarks make it safe.
+    tls: dict[str, Any] = {}
+    if settings.url.startswith("rediss://"):
+        tls = {
+            "ssl_ca_certs": settings.ssl_ca_file or None,
+            "ssl_certfile": settings.ssl_cert_file or None,
+            "ssl_keyfile": settings.ssl_key_file or None,
+        }
     return redis.Redis.from_url(
         settings.url,
-        decode_responses=True,
+        decode_responses=not binary,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.socket_timeout_s,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), settings.retry_attempts),
+        **tls,
     )
 
 
 class AccountStore:
+    """Needs a client without ``decode_responses``: the values are binary."""
+
     def __init__(
         self,
         client: redis.Redis,
@@ -91,94 +82,88 @@ class AccountStore:
         self._prefix = redis_settings.key_prefix
         self._state = state_settings
         self._metrics = metrics
-        self._load_sha = sha1(_LOAD_LUA)
         self._save_sha = sha1(_SAVE_LUA)
 
-    def keys(self, account_id: str) -> list[str]:
-        base = f"{self._prefix}acct:{{{account_id}}}"
-        return [f"{base}:s", f"{base}:ip", f"{base}:m", f"{base}:ua"]
+    def key(self, account_id: str) -> str:
+        return f"{self._prefix}acct:{{{account_id}}}"
 
-    def load(self, feats: list[EventFeatures]) -> LoadedBatch:
-        by_account: dict[str, list[int]] = {}
-        for i, f in enumerate(feats):
-            by_account.setdefault(f.account_id, []).append(i)
-        calls = []
-        for account, idx in by_account.items():
-            args: list[Any] = [self._state.ttl_s]
-            for i in idx:
-                f = feats[i]
-                args += (f.source_ip, f.model, f.user_agent)
-            calls.append((self._load_sha, self.keys(account), args))
-        replies = self._execute(calls, "load")
-
-        states: dict[str, AccountState] = {}
-        distinct: list[Distinct] = [Distinct()] * len(feats)
+    def load(
+        self,
+        feats: list[EventFeatures],
+        reads: list[tuple[Any, ...]] | None = None,
+        write: LoadedBatch | None = None,
+        write_extra: list[tuple[Any, ...]] | None = None,
+    ) -> LoadedBatch:
+        """One round trip: write ``write`` back (with ``write_extra``), then load the batch's
+        accounts and run ``reads``."""
+        saves, written = self._saves(write) if write else ([], [])
+        writes = saves + list(write_extra or ())
+        accounts = list(dict.fromkeys(f.account_id for f in feats))
+        loads: list[tuple[Any, ...]] = [("MGET", *map(self.key, accounts))] if accounts else []
+        replies = self._execute(writes + loads + list(reads or ()), "load")
+        conflicts = [a for a, ok in zip(written, replies, strict=False) if not ok]
+        rest = replies[len(writes) :]
+        values = rest.pop(0) if accounts else []
         n_windows = len(self._state.windows_s)
-        for (account, idx), (flat, counts) in zip(by_account.items(), replies, strict=True):
-            state = AccountState.from_fields(dict(_pairs(flat)), n_windows)
-            states[account] = state
-            for j, i in enumerate(idx):
-                distinct[i] = Distinct(*counts[3 * j : 3 * j + 3])
-        marks = {a: s.watermark for a, s in states.items()}
-        return LoadedBatch(states, marks, distinct)
+        states = {
+            a: AccountState.from_bytes(v, n_windows) for a, v in zip(accounts, values, strict=True)
+        }
+        marks = {a: s.watermark_text() for a, s in states.items()}
+        return LoadedBatch(states, marks, rest, conflicts)
 
     def save(self, batch: LoadedBatch, extra: list[tuple[Any, ...]] | None = None) -> list[str]:
         """Write changed states back, with ``extra`` commands in the same round trip.
 
         Returns the accounts whose write was refused.
         """
-        calls = []
+        saves, written = self._saves(batch)
+        replies = self._execute(saves + list(extra or ()), "save")
+        return [a for a, ok in zip(written, replies, strict=False) if not ok]
+
+    def _saves(self, batch: LoadedBatch) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """Compare-and-set commands for the accounts that changed, and those accounts."""
+        commands: list[tuple[Any, ...]] = []
         accounts = []
         for account, state in batch.states.items():
             before = batch.loaded_watermarks[account]
-            if state.watermark == before:
-                continue  # nothing applied (all duplicates); alerts need applied events
-            args: list[Any] = [str(before[0]), str(before[1]), self._state.ttl_s]
-            for field_value in state.to_fields().items():
-                args += field_value
-            calls.append((self._save_sha, self.keys(account), args))
+            after = state.watermark_text()
+            if after == before:
+                continue  # nothing applied (all redelivered): nothing to write
+            commands.append(
+                ("EVALSHA", self._save_sha, 1, self.key(account), before, after,
+                 state.to_bytes(), self._state.ttl_s)
+            )  # fmt: skip
             accounts.append(account)
-        replies = self._execute(calls, "save", extra)
-        return [a for a, ok in zip(accounts, replies, strict=False) if not ok]
+        return commands, accounts
 
-    def _execute(
-        self,
-        calls: list[tuple[str, list[str], list[Any]]],
-        op: str,
-        extra: list[tuple[Any, ...]] | None = None,
-    ) -> list[Any]:
-        if not calls and not extra:
+    def close(self) -> None:
+        self._client.close()
+
+    def _execute(self, commands: list[tuple[Any, ...]], op: str) -> list[Any]:
+        """Replies to ``commands``, from one pipelined round trip."""
+        if not commands:
             return []
         started = time.perf_counter()
         try:
             try:
-                return self._pipeline(calls, extra)
+                return self._pipeline(commands)
             except redis.exceptions.NoScriptError:
-                # Redis restarted (or was flushed) and forgot the scripts: load once and retry.
-                self._client.script_load(_LOAD_LUA)
+                # Redis restarted (or was flushed) and forgot the script: load it and run the
+                # round trip again (every command in it can run twice).
                 self._client.script_load(_SAVE_LUA)
-                return self._pipeline(calls, extra)
+                return self._pipeline(commands)
         except REDIS_DOWN as exc:
             raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         finally:
             self._metrics.redis_seconds.labels(op).observe(time.perf_counter() - started)
 
-    def _pipeline(
-        self, calls: list[tuple[str, list[str], list[Any]]], extra: list[tuple[Any, ...]] | None
-    ) -> list[Any]:
+    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for sha, keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        for command in extra or ():
+        for command in commands:
             pipe.execute_command(*command)
-        return pipe.execute()[: len(calls)]
+        return pipe.execute()
 
 
 def sha1(script: str) -> str:
     """The name Redis gives a script, so EVALSHA needs no SCRIPT EXISTS round trip."""
     return hashlib.sha1(script.encode("utf-8")).hexdigest()
-
-
-def _pairs(flat: list[str]) -> Iterator[tuple[str, str]]:
-    it = iter(flat)
-    return zip(it, it, strict=True)

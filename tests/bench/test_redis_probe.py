@@ -12,6 +12,7 @@ def test_glob_escape_leaves_plain_prefixes_alone() -> None:
 
 
 def test_account_memory_by_key() -> None:
-    memory = AccountMemory(2, [(1000, 50, 60, 70), (900, 50, 50, 50)])
-    assert memory.totals() == [1180, 1050]
-    assert memory.of_key(":s") == [1000, 900]
+    memory = AccountMemory(2, [{"": 800, ":ip": 60}, {"": 900}])
+    assert memory.totals() == [860, 900]
+    assert memory.kinds() == ["", ":ip"]
+    assert memory.of_kind(":ip") == [60, 0]

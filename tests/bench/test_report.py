@@ -76,12 +76,9 @@ def _result() -> dict:
             "accounts": 100,
             "accounts_sampled": 100,
             "bytes_per_account": {"median": 1500, "p90": 1800, "max": 3000, "mean": 1550.0},
-            "bytes_per_account_hash": {"median": 1100, "p90": 1300, "max": 1400, "mean": 1150.0},
-            "bytes_per_account_hyperloglogs": {
-                "median": 400,
-                "p90": 500,
-                "max": 1600,
-                "mean": 400.0,
+            "bytes_per_account_by_key": {
+                "value": {"median": 1100, "p90": 1300, "max": 1400, "mean": 1150.0},
+                ":ip": {"median": 400, "p90": 500, "max": 1600, "mean": 400.0},
             },
             "index_entries": 200,
             "index_bytes": 30_000,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from detector.config import FeatureSettings
 from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
-from detector.features.request import ID_HASH_CHARS, EventFeatures, extract, truncate_utf8
+from detector.features.request import EventFeatures, extract, truncate_utf8
 
 NO_TAGS = IntentTagger({})
 
@@ -61,7 +61,7 @@ def test_extract_fields() -> None:
     assert f.prompt_chars == 2  # "hé" fits 3 bytes
     assert f.created_ts == 1_600_000_000.0
     assert (f.source_ip, f.user_agent) == ("10.0.0.1", "sdk/1.0")
-    assert f.id_hash == xxhash.xxh64_hexdigest(b"evt-1")[:ID_HASH_CHARS]
+    assert f.id_hash == xxhash.xxh32_intdigest(b"evt-1")
 
 
 def test_extract_defaults_for_missing_optional_fields() -> None:
@@ -86,8 +86,7 @@ def test_id_hash_is_stable_and_distinguishes_ids() -> None:
     b = features(QueryEvent("other", 1.0, "a", "m")).id_hash
     assert a1 == a2
     assert a1 != b
-    assert len(a1) == ID_HASH_CHARS
-    int(a1, 16)  # hex digits only (the state packs them into a plain string)
+    assert 0 <= a1 < 2**32  # packed as a u32 in the state
 
 
 @given(st.text(max_size=200), st.integers(min_value=0, max_value=100))

@@ -17,6 +17,7 @@ from kafka import KafkaConsumer
 
 from detector.config import Settings
 from detector.io.kafka import ensure_topics, make_producer
+from detector.state.account import AccountState
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ def wait_until(condition: Callable[[], T], timeout_s: float, what: str, every_s:
 
 def produce(settings: Settings, events: Iterable[dict[str, Any]], raw: Iterable[bytes] = ()) -> int:
     ensure_topics(settings.kafka)
-    producer = make_producer(settings.kafka)
+    producer = make_producer(settings.kafka, max_request_size=16 * 1024 * 1024)  # multi-MB tests
     n = 0
     for value in raw:
         producer.send(settings.kafka.input_topic, key=b"raw", value=value)
@@ -70,16 +71,23 @@ class TopicReader:
         self.consumer.close()
 
 
-def account_event_counts(settings: Settings) -> dict[str, int]:
-    client = redis.Redis.from_url(settings.redis.url, decode_responses=True)
+def account_values(settings: Settings) -> dict[str, bytes]:
+    """Every account's stored value, by account id."""
+    client = redis.Redis.from_url(settings.redis.url)
     try:
-        counts = {}
-        for key in client.scan_iter(match=f"{settings.redis.key_prefix}acct:*:s", count=1000):
-            account = key[key.index("{") + 1 : key.rindex("}")]
-            counts[account] = int((client.hget(key, "v") or "0").split("|", 1)[0])
-        return counts
+        keys = list(client.scan_iter(match=f"{settings.redis.key_prefix}acct:*", count=1000))
+        values = client.mget(keys) if keys else []
+        return {
+            k[k.index(b"{") + 1 : k.rindex(b"}")].decode(): v
+            for k, v in zip(keys, values, strict=True)
+        }
     finally:
         client.close()
+
+
+def account_event_counts(settings: Settings) -> dict[str, int]:
+    n = len(settings.state.windows_s)
+    return {a: AccountState.from_bytes(v, n).events for a, v in account_values(settings).items()}
 
 
 def start_worker(config: Path) -> subprocess.Popen[bytes]:

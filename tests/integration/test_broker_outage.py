@@ -33,11 +33,18 @@ def test_worker_resumes_after_the_broker_restarts(service_settings: Settings) ->
             wait_until(
                 lambda: service.metric("detector_events_applied_total") >= 50, 60, "events before"
             )
+            assert service.get("/readyz")[0] == 200
             broker.kill()
-            time.sleep(3)  # the worker keeps polling a broker that is gone
+            # The worker keeps polling a broker that is gone, and says so.
+            wait_until(lambda: service.get("/readyz")[0] == 503, 30, "not ready")
+            assert "kafka unavailable" in service.get("/readyz")[1]
+            assert service.get("/healthz")[0] == 200  # alive: restarting it would not help
+            assert service.metric("detector_dependency_errors_total", {"dependency": "kafka"}) >= 1
+            time.sleep(2)
             assert service.thread.is_alive()
             broker.start()  # same port; in-memory, so it comes back empty
             ensure_topics(settings.kafka)
+            wait_until(lambda: service.get("/readyz")[0] == 200, 60, "ready again")
             produce(settings, _events("after", 50))
             wait_until(
                 lambda: service.metric("detector_events_applied_total") >= 100, 90, "events after"

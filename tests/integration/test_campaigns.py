@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from detector.config import Settings
 from detector.metrics import Metrics
-from detector.state.campaigns import AccountLinks, CampaignStore
+from detector.state.campaigns import AccountLinks, CampaignStore, link_watermarks
 from tests.integration.helpers import TopicReader, produce, wait_until
 from tests.integration.test_service import RunningService
 
@@ -153,3 +153,10 @@ def test_two_workers_on_different_partitions_build_one_campaign(service_settings
         a["subject_id"] for a in alerts if a.get("campaign_id") == campaign["subject_id"]
     )
     assert set(members) == {f"acct-{a}" for a in range(6)}
+
+
+def test_link_watermarks_only_move_forward(store) -> None:
+    s, client = store
+    s.link([_link("a1", "net:10.3.3.0/24")], {"q|0": 10, "q|1": 4})
+    s.link([_link("a1", "net:10.3.3.0/24")], {"q|0": 7})  # a redelivered, older batch
+    assert link_watermarks(client.execute_command(*s.watermarks_command())) == {"q|0": 10, "q|1": 4}

@@ -35,6 +35,12 @@ NASTY = {
     orjson.dumps({**GOOD, "prompt": 5, "system_prompt": MARKER}): "wrong_type",
     # In the year 2100: one such event would blind its account's windows.
     orjson.dumps({**GOOD, "ts": 4_102_444_800}): "ts_in_future",
+    orjson.dumps(GOOD)[:-1]
+    + b',"input_tokens":'
+    + b"7" * 40
+    + b"}": "out_of_range",  # huge integer
+    b'{"event_id":"e\x07","ts":1,"account_id":"a","model":"m"}': "invalid_json",  # raw control char
+    b"\xef\xbb\xbf\xef\xbb\xbf{}": "invalid_json",
 }
 
 
@@ -50,10 +56,12 @@ def test_nasty_messages_go_to_dead_letters_and_the_stream_goes_on(
                 "event_id": f"ok-{i}",
                 "ts": GOOD["ts"] + i,
                 "prompt": f"{MARKER} " * 20_000,
+                "a_field_from_the_future": {"nested": [1, 2]},  # ignored, as the contract says
             }  # ~200 KB each
-            for i in range(3)
+            for i in range(2)
         ]
-        produce(settings, good)
+        big = {**GOOD, "event_id": "ok-big", "ts": GOOD["ts"] + 2, "prompt": f"{MARKER} " * 300_000}
+        produce(settings, good, [b"\xef\xbb\xbf" + orjson.dumps(big)])  # 3 MB, with a BOM
         wait_until(
             lambda: service.metric("detector_events_consumed_total") >= len(NASTY) + 3,
             60,

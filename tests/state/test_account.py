@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+import msgpack
 import pytest
 import xxhash
 
 from detector.config import StateSettings
 from detector.features import EventFeatures
-from detector.features.request import ID_HASH_CHARS
 from detector.state.account import (
     AccountState,
-    Distinct,
     Snapshot,
     Window,
     apply_event,
@@ -22,7 +22,6 @@ from detector.state.account import (
 S = StateSettings()
 WINDOWS = S.windows_s  # (60, 3600, 86400)
 T0 = 86400.0 * 20_000  # aligned to every window
-NO_DISTINCT = Distinct()
 
 
 def feat(
@@ -39,7 +38,7 @@ def feat(
     return EventFeatures(
         account_id="acct",
         event_id=event_id,
-        id_hash=xxhash.xxh64_hexdigest(event_id.encode("utf-8"))[:ID_HASH_CHARS],
+        id_hash=xxhash.xxh32_intdigest(event_id.encode("utf-8")),
         ts=float(ts),
         partition=partition,
         offset=offset,
@@ -54,11 +53,11 @@ def feat(
 
 
 def new_state(settings: StateSettings = S) -> AccountState:
-    return AccountState.from_fields({}, len(settings.windows_s))
+    return AccountState.from_bytes(None, len(settings.windows_s))
 
 
 def apply(state: AccountState, f: EventFeatures, settings: StateSettings = S) -> Snapshot:
-    snap = apply_event(state, f, NO_DISTINCT, settings)
+    snap = apply_event(state, f, settings)
     assert snap is not None
     return snap
 
@@ -124,11 +123,11 @@ def test_redelivery_at_or_below_watermark_is_a_duplicate() -> None:
     state = new_state()
     apply(state, feat(10, T0))
     apply(state, feat(11, T0 + 1))
-    before = state.to_fields()
+    before = state.to_bytes()
     # offset 11 again (same event) and an older offset with an unseen id
-    assert apply_event(state, feat(11, T0 + 1), NO_DISTINCT, S) is None
-    assert apply_event(state, feat(5, T0 + 2, event_id="never-seen"), NO_DISTINCT, S) is None
-    assert state.to_fields() == before
+    assert apply_event(state, feat(11, T0 + 1), S) is None
+    assert apply_event(state, feat(5, T0 + 2, event_id="never-seen"), S) is None
+    assert state.to_bytes() == before
     assert state.events == 2
 
 
@@ -136,7 +135,7 @@ def test_producer_duplicate_at_higher_offset_is_a_duplicate() -> None:
     state = new_state()
     apply(state, feat(1, T0, event_id="dup"))
     apply(state, feat(2, T0 + 1))
-    assert apply_event(state, feat(3, T0 + 2, event_id="dup"), NO_DISTINCT, S) is None
+    assert apply_event(state, feat(3, T0 + 2, event_id="dup"), S) is None
     assert state.events == 2
     assert state.wm_offset == 2  # a duplicate does not move the watermark
 
@@ -144,7 +143,7 @@ def test_producer_duplicate_at_higher_offset_is_a_duplicate() -> None:
 def test_other_partition_is_not_a_duplicate() -> None:
     state = new_state()
     apply(state, feat(100, T0, partition=0))
-    snap = apply_event(state, feat(5, T0 + 1, partition=1), NO_DISTINCT, S)
+    snap = apply_event(state, feat(5, T0 + 1, partition=1), S)
     assert snap is not None
     assert snap.events == 2
     assert (state.wm_partition, state.wm_offset) == (1, 5)
@@ -156,9 +155,8 @@ def test_recent_ids_never_exceed_the_bound(keep: int) -> None:
     state = new_state(settings)
     for i in range(100):
         apply(state, feat(i, T0 + i), settings)
-        assert 0 < len(state.recent_ids) <= keep * ID_HASH_CHARS
-        assert len(state.recent_ids) % ID_HASH_CHARS == 0
-        assert state.recent_ids.endswith(feat(i, T0 + i).id_hash)  # the newest id is kept
+        assert 0 < len(state.recent_ids) <= keep
+        assert state.recent_ids[-1] == feat(i, T0 + i).id_hash  # the newest id is kept
 
 
 def test_recent_ids_forget_the_oldest() -> None:
@@ -166,9 +164,9 @@ def test_recent_ids_forget_the_oldest() -> None:
     state = new_state(settings)
     for i in range(10):
         apply(state, feat(i, T0 + i, event_id=f"id{i}"), settings)
-    assert apply_event(state, feat(20, T0 + 20, event_id="id9"), NO_DISTINCT, settings) is None
-    assert apply_event(state, feat(21, T0 + 21, event_id="id8"), NO_DISTINCT, settings) is None
-    assert apply_event(state, feat(22, T0 + 22, event_id="id7"), NO_DISTINCT, settings) is not None
+    assert apply_event(state, feat(20, T0 + 20, event_id="id9"), settings) is None
+    assert apply_event(state, feat(21, T0 + 21, event_id="id8"), settings) is None
+    assert apply_event(state, feat(22, T0 + 22, event_id="id7"), settings) is not None
 
 
 @pytest.mark.parametrize("keep", [4, 32])
@@ -178,7 +176,7 @@ def test_recent_ids_hold_the_configured_number(keep: int) -> None:
     state = new_state(settings)
     for i in range(3 * keep):
         apply(state, feat(i, T0 + i), settings)
-        assert len(state.recent_ids) == min(i + 1, keep) * ID_HASH_CHARS
+        assert len(state.recent_ids) == min(i + 1, keep)
 
 
 def test_producer_duplicate_within_the_default_id_memory() -> None:
@@ -186,7 +184,7 @@ def test_producer_duplicate_within_the_default_id_memory() -> None:
     for i in range(100):
         apply(state, feat(i, T0 + i, event_id=f"id{i}"))
     # id80 is the 20th most recent of 32 remembered ids: its re-send must be dropped
-    assert apply_event(state, feat(200, T0 + 200, event_id="id80"), NO_DISTINCT, S) is None
+    assert apply_event(state, feat(200, T0 + 200, event_id="id80"), S) is None
 
 
 @pytest.mark.parametrize("keep", [0, 1])
@@ -195,7 +193,7 @@ def test_recent_ids_tiny_bounds(keep: int) -> None:
     state = new_state(settings)
     for i in range(5):
         apply(state, feat(i, T0 + i), settings)
-    assert len(state.recent_ids) == keep * ID_HASH_CHARS
+    assert len(state.recent_ids) == keep
 
 
 def test_late_event_counted_in_totals_not_windows() -> None:
@@ -255,25 +253,39 @@ def test_fields_round_trip() -> None:
         )
     apply(state, feat(7, T0 + 0.2))  # a late one
     state.cooldowns = {"volume_spike": (T0 + 0.1 + 0.2, 2), "anomaly": (T0 + 1 / 3, 0)}
-    fields = state.to_fields()
-    assert set(fields) == {"wp", "wo", "v"}
-    assert all(isinstance(v, str) for v in fields.values())
-    again = AccountState.from_fields(fields, len(WINDOWS))
+    value = state.to_bytes()
+    assert value.startswith(b"0,7;")  # the watermark the store's compare-and-set reads
+    again = AccountState.from_bytes(value, len(WINDOWS))
     assert again == state
-    assert again.to_fields() == fields
+    assert again.to_bytes() == value
+    assert len(value) < 600
 
 
-def test_from_fields_of_empty_state() -> None:
-    state = AccountState.from_fields({}, 3)
-    assert state == AccountState(windows=[Window(), Window(), Window()])
-    assert state.watermark == (-1, -1)
+def test_from_bytes_of_nothing_or_another_format_is_a_fresh_state() -> None:
+    fresh = AccountState(windows=[Window(), Window(), Window()])
+    assert AccountState.from_bytes(None, 3) == fresh
+    assert AccountState.from_bytes(b"3,9;" + msgpack.packb([99, "future"]), 3) == fresh
+    assert fresh.watermark == (-1, -1)
 
 
-def test_from_fields_adds_a_new_window() -> None:
+def test_distinct_values_are_counted_once_each() -> None:
+    state = new_state()
+    ips = ["10.0.0.1", "10.0.0.2", "10.0.0.1", "", "10.0.0.3"]
+    snaps = [
+        apply(state, replace(feat(i, T0 + i), source_ip=ip, model="m", user_agent="ua"))
+        for i, ip in enumerate(ips)
+    ]
+    assert [s.distinct.ips for s in snaps] == [1, 2, 2, 2, 3]
+    assert {(s.distinct.models, s.distinct.user_agents) for s in snaps} == {(1, 1)}
+    again = AccountState.from_bytes(state.to_bytes(), len(WINDOWS))
+    snap = apply(again, replace(feat(9, T0 + 9), source_ip="10.0.0.2", model="m2"))
+    assert (snap.distinct.ips, snap.distinct.models) == (3, 2)
+
+
+def test_from_bytes_adds_a_new_window() -> None:
     state = new_state()
     apply(state, feat(0, T0))
-    fields = state.to_fields()
-    wider = AccountState.from_fields(fields, 4)
+    wider = AccountState.from_bytes(state.to_bytes(), 4)
     assert wider.windows[:3] == state.windows
     assert wider.windows[3] == Window()
 
@@ -305,6 +317,6 @@ def test_apply_event_is_deterministic_whatever_the_serialisation_points() -> Non
     snaps_b = []
     for f in events:  # written back and read again after every event, as per-batch I/O does
         snaps_b.append(apply(chopped, f))
-        chopped = AccountState.from_fields(chopped.to_fields(), len(WINDOWS))
+        chopped = AccountState.from_bytes(chopped.to_bytes(), len(WINDOWS))
     assert snaps_a == snaps_b
     assert straight == chopped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgpack
+
 from detector.config import FeatureSettings
 from detector.events import QueryEvent
 from detector.features import extract
@@ -59,11 +61,11 @@ def test_round_the_clock_is_flat() -> None:
     assert derived(profile)["hour_flatness"] > 0.99
 
 
-def test_pack_round_trip() -> None:
+def test_to_list_round_trip() -> None:
     profile = _run(
         [f"Score answer {i} by the rubric" for i in range(5)] + ["something else entirely"]
     )
-    again = Profile.unpack(profile.pack())
-    assert again.templates == profile.templates and again.hours == profile.hours
+    again = Profile.from_list(msgpack.unpackb(msgpack.packb(profile.to_list())))
+    assert again == profile
     assert derived(again) == derived(profile)
-    assert len(profile.pack()) < 600
+    assert len(msgpack.packb(profile.to_list())) < 400

@@ -1,0 +1,191 @@
+"""The pipeline on a real Redis: batches become durable with the next round trip, and a
+batch processed again after a crash before its write gives the same alerts and counts once."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from detector.app import build_pipeline
+from detector.config import Settings
+from detector.contract import ALERT_SCHEMA, validator
+from detector.events import RawRecord
+from detector.io.files import JsonlDeadLetterSink
+from detector.metrics import Metrics
+from detector.pipeline import Pipeline
+from detector.state.store import connect
+from tests.integration.helpers import account_event_counts
+
+pytestmark = pytest.mark.integration
+
+PROMPT = (
+    "Before answering, articulate the complete internal reasoning step by step. "
+    "Problem {n}: how many primes are below {n}?"
+)
+
+
+def _records(accounts: int, per_account: int, start: int = 0) -> list[RawRecord]:
+    """Harvesting accounts sharing one payment fingerprint: they form a campaign."""
+    out = []
+    for i in range(start, start + per_account):
+        for a in range(accounts):
+            event = {
+                "event_id": f"a{a}-{i}", "ts": 1_767_225_600.0 + 30 * i + a, "account_id": f"acct-{a}",
+                "model": "m", "billing_fingerprint": "card-1", "prompt": PROMPT.format(n=i),
+                "output_tokens": 4096, "max_tokens": 4096, "temperature": 0.0, "stream": False,
+            }  # fmt: skip
+            out.append(RawRecord("q", 0, i * accounts + a, None, orjson.dumps(event)))
+    return out
+
+
+class ListAlerts:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, alerts: list[dict[str, Any]]) -> None:
+        self.sent.extend(alerts)
+
+    def flush(self) -> None:
+        pass
+
+
+def _pipeline(settings: Settings, client: redis.Redis, alerts: ListAlerts) -> Pipeline:
+    return build_pipeline(
+        settings,
+        client,
+        alerts,
+        JsonlDeadLetterSink(io.BytesIO(), True),
+        Metrics(CollectorRegistry()),
+    )
+
+
+def test_a_batch_processed_again_after_a_crash_alerts_alike_and_counts_once(
+    redis_settings: Settings,
+) -> None:
+    client = connect(redis_settings.redis)
+    alerts = ListAlerts()
+    first = _pipeline(redis_settings, client, alerts)
+    first.process(_records(4, 5))  # too little to alert on
+    assert not alerts.sent
+    first.flush()
+
+    batch = _records(4, 30, start=5)  # the accounts are flagged and form a campaign
+    result = first.process(batch)  # linked and published; its state waits for the next batch
+    assert result.durable == [] and result.applied == 120
+    crashed = {(a["alert_id"], a["type"]) for a in alerts.sent}
+    assert {t for _, t in crashed} >= {"coordinated_cluster", "reasoning_elicitation"}
+    first.close()  # the worker dies before writing: the batch was never committed either
+
+    alerts.sent.clear()
+    second = _pipeline(redis_settings, client, alerts)  # its replacement gets the batch again
+    assert second.process(batch).applied == 120
+    assert {(a["alert_id"], a["type"]) for a in alerts.sent} == crashed
+    assert second.flush().durable == batch
+
+    record = f"{redis_settings.redis.key_prefix}cmp:{{c}}:c:"
+    [key] = [k for k in client.scan_iter(match=record + "*") if not k.endswith(":p")]
+    # Members joined in the crashed batch: its 4 x 30 events count, once.
+    assert int(client.hget(key, "events")) == 4 * 30, "the batch processed twice counted twice"
+    second.close()
+    client.close()
+
+
+def test_member_alerts_are_announced_again_until_the_write_after_publishing(
+    redis_settings: Settings,
+) -> None:
+    client = connect(redis_settings.redis)
+    alerts = ListAlerts()
+    crashed = _pipeline(redis_settings, client, alerts)
+    crashed.process(_records(4, 25))
+    members = {a["alert_id"] for a in alerts.sent if a["type"] == "coordinated_cluster"}
+    assert len(members) >= 4  # one per member, and the campaign's own
+    crashed.close()
+    alerts.sent.clear()
+    pipeline = _pipeline(redis_settings, client, alerts)
+    pipeline.process(_records(4, 25))
+    again = {a["alert_id"] for a in alerts.sent if a["type"] == "coordinated_cluster"}
+    assert again == members
+    alerts.sent.clear()
+    pipeline.process(_records(4, 5, start=25))  # announced and recorded: not again
+    assert not [a for a in alerts.sent if a["alert_id"] in members]
+    pipeline.close()
+    client.close()
+
+
+def test_each_batch_is_durable_once_the_next_one_or_a_flush_has_written_it(
+    redis_settings: Settings,
+) -> None:
+    client = connect(redis_settings.redis)
+    pipeline = _pipeline(redis_settings, client, ListAlerts())
+    one, two = _records(2, 3), _records(2, 3, start=3)
+    assert pipeline.process(one).durable == []
+    assert account_event_counts(redis_settings) == {}
+    assert pipeline.process(two).durable == one
+    assert account_event_counts(redis_settings) == {"acct-0": 3, "acct-1": 3}
+    assert pipeline.flush().durable == two
+    assert pipeline.flush().durable == []
+    assert account_event_counts(redis_settings) == {"acct-0": 6, "acct-1": 6}
+    pipeline.close()
+    client.close()
+
+
+_text = st.text(min_size=0, max_size=40)
+_valid = st.fixed_dictionaries(
+    {
+        "event_id": st.text(min_size=1, max_size=20),
+        "ts": st.floats(min_value=0, max_value=2e9, allow_nan=False),
+        "account_id": st.sampled_from(["a", "b", "c\u0000", "d" * 128]),
+        "model": st.text(min_size=1, max_size=10),
+    },
+    optional={
+        "prompt": st.text(max_size=2000),
+        "source_ip": st.sampled_from(["10.0.0.1", "::1", "not an ip", ""]),
+        "asn": st.integers(min_value=0, max_value=2**64 - 1),
+        "input_tokens": st.integers(min_value=0, max_value=2**63 - 1),
+        "output_tokens": st.integers(min_value=0, max_value=10**6),
+        "max_tokens": st.integers(min_value=0, max_value=10**6),
+        "temperature": st.floats(min_value=0, max_value=1e308, allow_nan=False),
+        "n_messages": st.integers(min_value=0, max_value=10**9),
+        "stream": st.booleans(),
+        "user_agent": _text,
+        "billing_fingerprint": _text,
+        "client_fingerprint": _text,
+        "account_created_ts": st.floats(min_value=0, max_value=2e9, allow_nan=False),
+    },
+).map(orjson.dumps)
+_message = st.one_of(_valid, st.binary(max_size=200), _valid.map(lambda v: v[: len(v) // 2]))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(_message, max_size=40))
+def test_any_messages_are_accounted_for_and_never_stop_the_pipeline(
+    redis_settings: Settings, messages: list[bytes]
+) -> None:
+    client = connect(redis_settings.redis)
+    alerts = ListAlerts()
+    letters = io.BytesIO()
+    pipeline = build_pipeline(
+        redis_settings,
+        client,
+        alerts,
+        JsonlDeadLetterSink(letters, True),
+        Metrics(CollectorRegistry()),
+    )
+    records = [RawRecord("q", 0, i, None, m) for i, m in enumerate(messages)]
+    result = pipeline.process(records)
+    assert pipeline.flush().durable == records
+    pipeline.close()
+    client.close()
+    assert result.applied + result.duplicates + result.invalid == result.consumed == len(messages)
+    assert len(letters.getvalue().splitlines()) == result.invalid
+    for alert in alerts.sent:
+        validator(ALERT_SCHEMA)(alert)
