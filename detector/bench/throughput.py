@@ -31,6 +31,7 @@ SAMPLE_EVERY_S = 0.1
 STALL_TIMEOUT_S = 90.0  # no commit progress for this long (once consuming) is a failure
 JOIN_TIMEOUT_S = 90.0
 RSS_POINTS = 10
+MIN_EVENTS_PER_S = 100  # slower than this is a failure, not a measurement
 
 Progress = Callable[[int, int], None]
 
@@ -135,10 +136,15 @@ def run_deployment(
     ends: dict[int, int],
     probe: RedisProbe,
     progress: Progress | None = None,
-    timeout_s: float = 600.0,
+    timeout_s: float | None = None,
 ) -> DetectorRun:
-    """Start the workers, wait until the group has committed the whole topic, stop them."""
+    """Start the workers, wait until the group has committed the whole topic, stop them.
+
+    Without ``timeout_s``, a run may take as long as ``MIN_EVENTS_PER_S`` allows; a stall
+    (no commit for ``STALL_TIMEOUT_S``) ends it sooner.
+    """
     total = sum(ends.values())
+    timeout_s = timeout_s or max(600.0, total / MIN_EVENTS_PER_S)
     group = deployment.settings.kafka.group_id
     commands_before = probe.command_calls()
     samples: list[Sample] = []
