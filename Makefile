@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test eval lint format clean
+.PHONY: demo test eval bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 # The evaluation report of the default scenario in docs/evaluation/ (data files in out/).
 eval: $(STAMP)
 	$(BIN)/detector eval --scenario default --out docs/evaluation --data out/eval-default $(ARGS)
+
+# Throughput, latency and Redis cost beside the Kafka ceiling -> docs/benchmarks.md and .json
+# (events and worker logs in out/bench/). ARGS="--events 1000000" for the memory-flatness run.
+bench: $(STAMP)
+	$(BIN)/detector bench --repeat 3 --json docs/benchmarks.json --markdown docs/benchmarks.md $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check detector tests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -111,7 +112,53 @@ def _parser() -> argparse.ArgumentParser:
     pager = sub.add_parser("pager", help="page critical campaign alerts through Alertmanager")
     _config_arg(pager)
     pager.set_defaults(func=_pager)
+    _bench_parser(sub)
     return parser
+
+
+def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cores = os.cpu_count() or 1
+    bench = sub.add_parser(
+        "bench",
+        help="throughput, latency and Redis cost of the detector beside the Kafka ceiling",
+        description="Embedded broker and Redis unless the settings name others "
+        "(KAFKA_BOOTSTRAP_SERVERS, REDIS_URL or --config).",
+    )
+    bench.add_argument("--events", type=int, default=100_000, help="events (default 100000)")
+    bench.add_argument(
+        "--workers", type=int, default=cores, help=f"workers of the scaled run (default {cores})"
+    )
+    bench.add_argument(
+        "--partitions", type=int, help="partitions of the input topic (default max(4, workers))"
+    )
+    bench.add_argument("--scenario", default="default", help="scenario name or YAML path")
+    bench.add_argument("--seed", type=int, help="override the scenario's seed")
+    bench.add_argument("--repeat", type=int, default=1, help="runs of each throughput figure")
+    bench.add_argument(
+        "--latency-seconds", type=float, default=15.0, help="paced load duration (default 15)"
+    )
+    bench.add_argument(
+        "--latency-workers", type=int, default=1, help="workers under paced load: 1 or --workers"
+    )
+    bench.add_argument(
+        "--latency-load",
+        type=float,
+        default=0.5,
+        help="offered load of the latency run, as a share of the measured maximum (default 0.5)",
+    )
+    bench.add_argument(
+        "--naive-events", type=int, default=10_000, help="events of the naive baseline"
+    )
+    bench.add_argument(
+        "--account-sample", type=int, default=500, help="accounts sampled for MEMORY USAGE"
+    )
+    bench.add_argument(
+        "--work-dir", type=Path, default=Path("out/bench"), help="events cache and worker logs"
+    )
+    bench.add_argument("--json", type=Path, help="write the result document here")
+    bench.add_argument("--markdown", type=Path, help="write the Markdown page here")
+    _config_arg(bench)
+    bench.set_defaults(func=_bench)
 
 
 def _progress_bar(console: Console) -> Progress:
@@ -278,6 +325,57 @@ def _pager(args: argparse.Namespace) -> int:
     from detector.pager import run_pager
 
     run_pager(load_settings(args.config), _stop_on_signals())
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from detector.bench.report import console_table, markdown, to_json
+    from detector.bench.run import BenchOptions, run_bench, uses_external
+
+    # The bench saturates the machine on purpose: kafka-python's slow-I/O-task warnings are noise.
+    logging.getLogger("kafka").setLevel(max(logging.ERROR, logging.getLogger().level))
+    settings = load_settings(args.config)
+    external_kafka, external_redis = uses_external(settings)
+    options = BenchOptions(
+        events=args.events,
+        workers=args.workers,
+        partitions=args.partitions or max(4, args.workers),
+        scenario=args.scenario,
+        seed=args.seed,
+        repeat=args.repeat,
+        latency_seconds=args.latency_seconds,
+        latency_workers=args.latency_workers,
+        latency_load=args.latency_load,
+        naive_events=args.naive_events,
+        account_sample=args.account_sample,
+        work_dir=args.work_dir,
+        embedded_kafka=not external_kafka,
+        embedded_redis=not external_redis,
+    )
+    console = Console(stderr=True)
+    with _progress_bar(console) as bar:
+        task = bar.add_task("start", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total or None)
+
+        result = run_bench(settings, options, progress)
+    console.print(console_table(result))
+    lat, mem = result["latency"], result["memory"]
+    console.print(
+        f"latency at {lat['offered_per_s']:,.0f} events/s: p50 {lat['p50_ms']:.0f} ms, "
+        f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms; Redis "
+        f"{result['redis']['roundtrips_per_batch']} round trips per batch, "
+        f"{result['redis']['commands_per_event']} commands per event; "
+        f"{mem['bytes_per_account']['median']:,} B per account (median)"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(to_json(result))
+        console.print(f"JSON: {args.json}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(result), encoding="utf-8")
+        console.print(f"Markdown: {args.markdown}")
     return 0
 
 

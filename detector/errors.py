@@ -19,3 +19,7 @@ class ServiceUnavailable(DetectorError):
 
 class EmbeddedServerError(DetectorError):
     """An embedded redis-server or broker could not be started."""
+
+
+class BenchError(DetectorError):
+    """A benchmark step could not be measured (a worker died, a run did not finish)."""

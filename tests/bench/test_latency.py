@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+
+from detector.bench.latency import commit_times, latency_summary
+from detector.bench.topic import Sent
+
+
+def test_commit_time_is_the_first_read_showing_the_offset_committed() -> None:
+    reads = [(1.0, {0: 0, 1: 0}), (1.1, {0: 3}), (1.2, {0: 3, 1: 2}), (1.3, {0: 5, 1: 2})]
+    sent = [Sent(0, 0, 0.9), Sent(0, 2, 0.95), Sent(0, 3, 0.96), Sent(1, 1, 0.97), Sent(1, 2, 1.0)]
+    assert commit_times(sent, reads) == [1.1, 1.1, 1.3, 1.2, None]
+
+
+def test_a_lower_recommit_does_not_move_time_back() -> None:
+    # After a rebalance a new owner may commit an older offset again; what was seen stays seen.
+    reads = [(1.0, {0: 4}), (1.1, {0: 2}), (1.2, {0: 6})]
+    assert commit_times([Sent(0, 3, 0.5), Sent(0, 5, 0.5)], reads) == [1.0, 1.2]
+
+
+def test_summary_in_milliseconds() -> None:
+    s = latency_summary([i / 1000 for i in range(1, 101)])
+    assert s["p50_ms"] == pytest.approx(50)
+    assert s["p99_ms"] == pytest.approx(99)
+    assert s["max_ms"] == pytest.approx(100)
+    assert s["mean_ms"] == pytest.approx(50.5)

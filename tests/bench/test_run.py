@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from detector.bench.run import BenchOptions, uses_external
+from detector.config import Settings
+from detector.errors import ConfigError
+
+
+def test_defaults_are_sound() -> None:
+    BenchOptions().check()
+
+
+@pytest.mark.parametrize(
+    ("options", "flag"),
+    [
+        (BenchOptions(events=10), "--events"),
+        (BenchOptions(workers=4, partitions=2), "--partitions"),
+        (BenchOptions(latency_workers=3), "--latency-workers"),
+        (BenchOptions(naive_events=5), "--naive-events"),
+        (BenchOptions(latency_load=1.5), "--latency-load"),
+    ],
+)
+def test_bad_options_name_their_flag(options: BenchOptions, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        options.check()
+
+
+def test_external_services_come_from_the_settings() -> None:
+    assert uses_external(Settings()) == (False, False)
+    given = Settings().with_overrides(kafka={"bootstrap_servers": "kafka:9092"})
+    assert uses_external(given) == (True, False)

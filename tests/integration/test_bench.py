@@ -1,0 +1,90 @@
+"""`detector bench` at a small size against the session's broker and Redis: it runs every
+measurement and its figures are positive and agree with each other (no timing thresholds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from detector.bench.report import markdown, to_json
+from detector.bench.run import BenchOptions, run_bench, uses_external
+from detector.config import Settings
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 3000
+NAIVE = 300
+
+
+def test_bench_small(redis_url: str, kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    settings = Settings().with_overrides(
+        kafka={"bootstrap_servers": kafka_bootstrap},
+        redis={"url": redis_url, "key_prefix": f"t{unique}:"},
+    )
+    external_kafka, external_redis = uses_external(settings)
+    options = BenchOptions(
+        events=EVENTS,
+        workers=2,
+        partitions=4,
+        latency_seconds=2.0,
+        naive_events=NAIVE,
+        account_sample=50,
+        work_dir=tmp_path,
+        embedded_kafka=not external_kafka,
+        embedded_redis=not external_redis,
+    )
+    stages: set[str] = set()
+    result = orjson.loads(
+        to_json(run_bench(settings, options, lambda stage, *_: stages.add(stage)))
+    )
+    assert {"produce", "ceiling", "1 worker", "2 workers", "latency", "replay", "naive"} <= stages
+
+    assert result["events"]["count"] == EVENTS
+    assert result["ceiling"]["runs"][0]["events"] == EVENTS
+    assert result["ceiling"]["events_per_s"]["median"] > 0
+
+    assert [d["workers"] for d in result["detector"]] == [1, 2]
+    for deployment in result["detector"]:
+        assert deployment["events_per_s"]["median"] > 0
+        for run in deployment["runs"]:
+            assert run["events"] == EVENTS
+            assert 0 < run["measured_events"] <= EVENTS
+            assert sum(run["consumed_per_worker"]) >= EVENTS  # redelivery can only add
+            assert run["applied"] == EVENTS  # each event counted once, whatever the rebalance
+            assert run["join_s"] > 0 and run["seconds"] > 0
+            assert all(mib > 0 for worker in run["rss_mib"] for mib in worker)
+            cost = run["redis"]
+            assert cost["roundtrips_per_batch_by_op"]["load"] == 1.0
+            assert 0 < cost["roundtrips_per_batch"] <= 3.0
+            assert cost["commands_per_event"] > cost["scripts_per_event"] > 0
+
+    lat = result["latency"]
+    assert lat["offered_per_s"] == pytest.approx(lat["max_events_per_s"] / 2)
+    assert lat["events"] > 0 and lat["achieved_per_s"] > 0
+    assert lat["busy_share"] > 0 and lat["mean_batch_events"] >= 1
+    assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+
+    mem = result["memory"]
+    assert 0 < mem["accounts_sampled"] <= mem["accounts"] <= result["events"]["accounts"]
+    per_account = mem["bytes_per_account"]
+    assert 0 < per_account["median"] <= per_account["p90"] <= per_account["max"]
+    for by_key in mem["bytes_per_account_by_key"].values():
+        assert by_key["median"] <= per_account["max"]
+    assert (mem["index_bytes"] > 0) == (mem["index_entries"] > 0)
+
+    assert result["replay"]["runs"][0]["events"] == EVENTS
+    naive = result["naive"]
+    assert naive["one_event_per_batch"]["events"] == NAIVE
+    assert naive["one_event_per_batch"]["roundtrips_per_event"] > 1
+    assert naive["batched_same_events"]["roundtrips_per_event"] < 0.1
+    assert naive["batching_speedup"] > 0
+
+    assert "kafka-python ceiling" in markdown(result)
+    client = redis.Redis.from_url(redis_url)
+    try:  # every run cleared its keys
+        assert not list(client.scan_iter(match=f"t{unique}:bench:*", count=1000))
+    finally:
+        client.close()
