@@ -127,6 +127,10 @@ class Pipeline:
         self._observe(result, dead, time.perf_counter() - started)
         return result
 
+    @property
+    def unwritten(self) -> bool:
+        return self._unwritten is not None
+
     def flush(self) -> BatchResult:
         """Write the last batch's state now (the stream paused, or the worker stops)."""
         result = BatchResult()

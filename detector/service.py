@@ -38,7 +38,9 @@ class Worker:
         while not stop.is_set():
             self.health.beat()
             try:
-                records = self.source.poll()
+                # With a batch unwritten, do not wait: if nothing is already here, write it now
+                # (and commit) instead of holding it until the next batch arrives.
+                records = self.source.poll(wait=not self.pipeline.unwritten)
             except ServiceUnavailable as exc:
                 self._wait_after_failure("kafka", exc, stop, attempt=1)
                 continue

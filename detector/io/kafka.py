@@ -117,10 +117,11 @@ class KafkaSource:
         )
         self._paused = False
 
-    def poll(self) -> list[RawRecord]:
+    def poll(self, wait: bool = True) -> list[RawRecord]:
+        """The next batch; without ``wait``, only what was already fetched."""
         try:
             polled = self._consumer.poll(
-                timeout_ms=self._settings.poll_timeout_ms,
+                timeout_ms=self._settings.poll_timeout_ms if wait else 0,
                 max_records=self._settings.poll_max_records,
             )
         except KafkaError as exc:
