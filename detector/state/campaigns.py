@@ -43,10 +43,28 @@ end
 local uf = base .. ':uf'
 local touched, sources = {}, {}
 
+-- Caches for this call: the same accounts and values are looked up many times per batch.
+local parents, kinds_of, expired = {}, {}, {}
+
+local function expire(key, seconds)
+  if expired[key] ~= seconds then redis.call('EXPIRE', key, seconds); expired[key] = seconds end
+end
+
 -- A value only one account has used lives briefly: most are one-offs (per-request
 -- fingerprints, a user's own card), and they would otherwise fill Redis for the full TTL.
 local function expire_index(key)
-  redis.call('EXPIRE', key, redis.call('ZCARD', key) > 1 and ttl or single_ttl)
+  expire(key, redis.call('ZCARD', key) > 1 and ttl or single_ttl)
+end
+
+local function parent(x)
+  local p = parents[x]
+  if p == nil then p = redis.call('HGET', uf, x) or false; parents[x] = p end
+  return p
+end
+
+local function set_parent(x, p)
+  redis.call('HSET', uf, x, p)
+  parents[x] = p
 end
 
 local function rec(root) return base .. ':c:' .. root end
@@ -57,12 +75,12 @@ local function pend(root) return base .. ':p:' .. root end
 
 local function find(x)
   local root = x
-  local p = redis.call('HGET', uf, root)
-  while p and p ~= root do root = p; p = redis.call('HGET', uf, root) end
+  local p = parent(root)
+  while p and p ~= root do root = p; p = parent(root) end
   local cur = x
   while cur ~= root do
-    local nxt = redis.call('HGET', uf, cur)
-    redis.call('HSET', uf, cur, root)
+    local nxt = parent(cur)
+    if nxt ~= root then set_parent(cur, root) end
     cur = nxt
   end
   return root
@@ -77,16 +95,19 @@ local function older(a, b)
 end
 
 local function add_kind(root, kind)
-  local kinds = redis.call('HGET', rec(root), 'kinds') or ''
+  local kinds = kinds_of[root]
+  if kinds == nil then kinds = redis.call('HGET', rec(root), 'kinds') or '' end
   if not string.find(',' .. kinds .. ',', ',' .. kind .. ',', 1, true) then
-    redis.call('HSET', rec(root), 'kinds', kinds == '' and kind or (kinds .. ',' .. kind))
+    kinds = kinds == '' and kind or (kinds .. ',' .. kind)
+    redis.call('HSET', rec(root), 'kinds', kinds)
   end
+  kinds_of[root] = kinds
 end
 
 -- Join an account node to an evidence node; returns nothing, records what changed.
 local function join(account, enode, kind, ts)
   local anode = 'a:' .. account
-  local was_member = redis.call('HEXISTS', uf, anode) == 1
+  local was_member = parent(anode) ~= false
   local ra, re = find(anode), find(enode)
   if ra == re then add_kind(re, kind); return end
   local winner, loser = re, ra
@@ -94,8 +115,8 @@ local function join(account, enode, kind, ts)
   if redis.call('EXISTS', rec(winner)) == 0 then
     redis.call('HSET', rec(winner), 'created', ts, 'n', 0, 'alerted', 0)
   end
-  redis.call('HSET', uf, loser, winner)
-  redis.call('HSET', uf, winner, winner)
+  set_parent(loser, winner)
+  if parent(winner) ~= winner then set_parent(winner, winner) end
   if redis.call('EXISTS', rec(loser)) == 1 then
     local l = redis.call('HGETALL', rec(loser))
     local lf = {}
@@ -106,6 +127,7 @@ local function join(account, enode, kind, ts)
     redis.call('ZUNIONSTORE', mem(winner), 2, mem(winner), mem(loser), 'AGGREGATE', 'MIN')
     redis.call('SUNIONSTORE', pend(winner), pend(winner), pend(loser))
     redis.call('DEL', rec(loser), mem(loser), pend(loser))
+    kinds_of[loser] = nil
     touched[loser] = nil
   end
   if not was_member then
@@ -129,24 +151,24 @@ while i <= #ARGV do
     local enode = 'e:' .. ev
     if suspect and kind ~= 'range' then
       local ix = base .. ':ix:' .. ev
-      redis.call('ZADD', ix, ts, account)
-      redis.call('ZREMRANGEBYRANK', ix, 0, -(cap + 1))
+      if redis.call('ZADD', ix, ts, account) == 1 then redis.call('ZREMRANGEBYRANK', ix, 0, -(cap + 1)) end
       expire_index(ix)
       if redis.call('ZCARD', ix) >= K then
-        local members = {account}
-        if redis.call('HEXISTS', uf, enode) == 0 then members = redis.call('ZRANGE', ix, 0, -1) end
+        -- A value that joins the graph now brings every account that shared it; once it is
+        -- in, each account joins on its own when its traffic comes by (no rescans).
+        local is_new = parent(enode) == false
+        local members = is_new and redis.call('ZRANGE', ix, 0, -1) or {account}
         for _, m in ipairs(members) do join(m, enode, kind, ts) end
-        if strong then
+        if strong and is_new then
           for _, m in ipairs(redis.call('ZRANGE', base .. ':ax:' .. ev, 0, -1)) do join(m, enode, kind, ts) end
         end
       end
     end
     if strong then
       local ax = base .. ':ax:' .. ev
-      redis.call('ZADD', ax, ts, account)
-      redis.call('ZREMRANGEBYRANK', ax, 0, -(cap + 1))
+      if redis.call('ZADD', ax, ts, account) == 1 then redis.call('ZREMRANGEBYRANK', ax, 0, -(cap + 1)) end
       expire_index(ax)
-      if not suspect and redis.call('HEXISTS', uf, enode) == 1 then join(account, enode, kind, ts) end
+      if not suspect and parent(enode) ~= false then join(account, enode, kind, ts) end
     end
   end
   i = i + 7 + n + tonumber(ARGV[i + 6 + n]) * 2
@@ -159,7 +181,7 @@ while i <= #ARGV do
   -- Which campaign, if any, the account belongs to now.
   local anode = 'a:' .. account
   local root = nil
-  if redis.call('HEXISTS', uf, anode) == 1 then
+  if parent(anode) ~= false then
     root = find(anode)
     if redis.call('EXISTS', rec(root)) == 1 then
       redis.call('HINCRBY', rec(root), 'events', events)
@@ -178,10 +200,10 @@ while i <= #ARGV do
     local model, count = ARGV[j], tonumber(ARGV[j + 1])
     redis.call('HSETNX', base .. ':models', model, ts)
     redis.call('HINCRBY', base .. ':pop:' .. hour, model, count)
-    redis.call('EXPIRE', base .. ':pop:' .. hour, 3 * 86400)
+    expire(base .. ':pop:' .. hour, 3 * 86400)
     if root then
       redis.call('HINCRBY', base .. ':cm:' .. root .. ':' .. hour, model, count)
-      redis.call('EXPIRE', base .. ':cm:' .. root .. ':' .. hour, 3 * 86400)
+      expire(base .. ':cm:' .. root .. ':' .. hour, 3 * 86400)
     end
   end
   -- Traffic mix of the account's network and client origins.
@@ -198,9 +220,9 @@ while i <= #ARGV do
         redis.call('HSET', src, 'campaign', root)
         sources[ev] = true
       end
-      redis.call('EXPIRE', src, ttl)
-      redis.call('EXPIRE', base .. ':sa:' .. ev, ttl)
-      redis.call('EXPIRE', base .. ':sc:' .. ev, ttl)
+      expire(src, ttl)
+      expire(base .. ':sa:' .. ev, ttl)
+      if root then expire(base .. ':sc:' .. ev, ttl) end
     end
   end
   i = i + 7 + n + 2 * nm
