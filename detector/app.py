@@ -26,6 +26,7 @@ from detector.io.kafka import (
     KafkaDeadLetterSink,
     KafkaSource,
     ensure_topics,
+    keep_payloads_out_of_logs,
     make_producer,
 )
 from detector.metrics import Metrics
@@ -36,17 +37,6 @@ from detector.state.store import AccountStore, connect
 
 log = logging.getLogger(__name__)
 REDIS_WAIT_S = 30.0
-
-
-# kafka-python logs whole record values at DEBUG; raw prompts must never reach a log line.
-PAYLOAD_LOGGERS = ("kafka",)  # its producer, fetcher and connection debug lines all carry records
-
-
-def keep_payloads_out_of_logs() -> None:
-    for name in PAYLOAD_LOGGERS:
-        logger = logging.getLogger(name)
-        if logger.getEffectiveLevel() < logging.INFO:
-            logger.setLevel(logging.INFO)
 
 
 def checkpoint_key(settings: Settings) -> str:

@@ -408,13 +408,9 @@ def run_tap(
 
     ``on_started`` gets the events port and the metrics port (useful when both are 0).
     """
-    from detector.io.kafka import ensure_topics
+    from detector.io.kafka import ensure_topics, keep_payloads_out_of_logs
 
-    # kafka-python logs whole records at DEBUG (as in detector.app, which the tap does not
-    # import: it would load the models and cost the sidecar ~100 MiB).
-    kafka_log = logging.getLogger("kafka")
-    if kafka_log.getEffectiveLevel() < logging.INFO:
-        kafka_log.setLevel(logging.INFO)
+    keep_payloads_out_of_logs()
     registry = registry if registry is not None else CollectorRegistry()
     health = Health()
     health_server = HealthServer(

@@ -38,7 +38,8 @@ METHOD = {
     "assumes no other client on that Redis), round trips from the workers' "
     "detector_redis_roundtrip_seconds counts per op",
     "memory": "MEMORY USAGE key SAMPLES 0 after the whole topic was applied by one worker: a "
-    "random sample of accounts (hash + 3 HyperLogLogs together), and every campaign key; an "
+    "random sample of accounts (every key of an account, grouped by its hash tag), and every "
+    "campaign key; an "
     "index entry is one member of an evidence index (ix/ax sorted sets)",
     "naive": "detector.app.replay with one event per batch (every event pays the pipeline's "
     "Redis round trips and alert flush on its own) over the first events; compared with the "

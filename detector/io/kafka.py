@@ -27,6 +27,17 @@ FLUSH_TIMEOUT_S = 30.0
 COMMIT_TIMEOUT_MS = 5000
 
 
+# kafka-python logs whole record values at DEBUG; raw prompts must never reach a log line.
+PAYLOAD_LOGGERS = ("kafka",)  # its producer, fetcher and connection debug lines all carry records
+
+
+def keep_payloads_out_of_logs() -> None:
+    for name in PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
 def connection_options(
     settings: KafkaSettings, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
