@@ -314,7 +314,7 @@ class PagerSettings(_Section):
             raise ValueError("alertmanager_urls must name at least one Alertmanager")
         for url in self.alertmanager_urls:
             if not re.match(r"^https?://[^/\s]+", url):
-                raise ValueError(f"alertmanager_urls: {url!r} is not an http(s) URL")
+                raise ValueError(f"alertmanager_urls: {redact_url(url)!r} is not an http(s) URL")
         severities = {"low", "medium", "high", "critical"}
         if not self.severities or set(self.severities) - severities:
             raise ValueError(f"severities must be a non-empty list among {sorted(severities)}")
@@ -424,12 +424,13 @@ def load_settings(
 
 
 def printable(settings: Settings) -> dict[str, Any]:
-    """The settings as plain data with every secret hidden (the Redis password); for display.
+    """The settings as plain data with every secret hidden (passwords in URLs); for display.
 
     The Kafka SASL password is never a setting, so it cannot appear here.
     """
     data = settings.model_dump(mode="json")
     data["redis"]["url"] = redact_url(settings.redis.url)
+    data["pager"]["alertmanager_urls"] = [redact_url(u) for u in settings.pager.alertmanager_urls]
     return data
 
 

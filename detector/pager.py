@@ -34,7 +34,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from detector.config import KafkaSettings, PagerSettings, Settings
+from detector.config import KafkaSettings, PagerSettings, Settings, redact_url
 from detector.contract import ALERT_SCHEMA, validator
 from detector.errors import ServiceUnavailable
 from detector.health import Health, HealthServer
@@ -301,9 +301,9 @@ def post_alerts(
                 reply.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode("utf-8", errors="replace")
-            errors.append(f"{url}: HTTP {exc.code} {detail}")
+            errors.append(f"{redact_url(url)}: HTTP {exc.code} {detail}")
         except (urllib.error.URLError, OSError) as exc:
-            errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
+            errors.append(f"{redact_url(url)}: {getattr(exc, 'reason', exc)}")
     return errors
 
 

@@ -46,10 +46,14 @@ def test_config_prints_the_effective_settings_without_secrets(
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", "kafkas3cret")
     monkeypatch.setenv("DETECTOR__KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
     cfg = tmp_path / "mine.yaml"
-    cfg.write_text("kafka:\n  sasl_username: detector\n")
+    cfg.write_text(
+        "kafka:\n  sasl_username: detector\n"
+        "pager:\n  alertmanager_urls: [http://pager:s3cretam@am.internal:9093]\n"
+    )
     assert main(["config", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "rediss://app:***@redis.internal:6380/0" in out
+    assert "http://pager:***@am.internal:9093" in out
     assert "security_protocol: SASL_SSL" in out and "sasl_username: detector" in out
     assert "s3cret" not in out
 

@@ -105,7 +105,7 @@ class Window:
 
 @dataclass(slots=True)
 class AccountState:
-    """Everything kept per account. Serialised to a Redis hash by ``to_fields``."""
+    """Everything kept per account. Stored as one binary value by ``to_bytes``."""
 
     events: int = 0
     first_seen: float = 0.0
