@@ -46,6 +46,7 @@ class KafkaSettings(_Section):
     topic_partitions: int = Field(default=4, ge=1)
     poll_max_records: int = Field(default=1000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)
+    fetch_max_wait_ms: int = Field(default=50, ge=0)
     session_timeout_ms: int = Field(default=6000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
     max_poll_interval_ms: int = Field(default=60000, ge=1000)

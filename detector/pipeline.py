@@ -2,8 +2,9 @@
 
 Two Redis round trips per batch: the first writes the previous batch's state and loads
 this one's, the second links campaigns. A batch's state is therefore written at the start
-of the next batch (or by ``flush`` when the stream pauses), and ``process`` returns the
-records whose effects are durable by then: the caller commits exactly those offsets.
+of the next batch (or by ``flush`` when the stream pauses). The records whose effects that
+write made durable go to ``on_durable`` at once, so the caller commits them while this
+batch is still being processed, and are listed again in the result.
 
 Alerts are published before the state write, so a crash between the two re-sends the
 same alerts (same ``alert_id``) rather than losing them. Campaign and member alerts are
@@ -84,7 +85,10 @@ class Pipeline:
         self._unwritten: tuple[LoadedBatch, list[tuple[Any, ...]], list[RawRecord]] | None = None
         self._durable: list[RawRecord] = []  # written, not yet handed to the caller
 
-    def process(self, records: list[RawRecord]) -> BatchResult:
+    def process(
+        self, records: list[RawRecord], on_durable: Callable[[list[RawRecord]], Any] | None = None
+    ) -> BatchResult:
+        """``on_durable`` gets the previous batch's records as soon as their state is written."""
         started = time.perf_counter()
         result = BatchResult(consumed=len(records))
         events, dead = decode_batch(records, self.clock() + self.settings.features.max_future_s)
@@ -97,6 +101,8 @@ class Pipeline:
         loaded = self.store.load(feats, reads, *(write[:2] if write else (None, None)))
         if write is not None:
             self._written(write[2], loaded.conflicts, result)
+            if on_durable is not None:
+                on_durable(write[2])
 
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)

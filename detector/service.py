@@ -49,10 +49,12 @@ class Worker:
                 # The stream paused: write the last batch now rather than with the next one.
                 self._commit(self._until_done(self.pipeline.flush, stop))
                 continue
-            result = self._until_done(lambda r=records: self.pipeline.process(r), stop)
+            # The previous batch is committed as soon as this one's first round trip wrote it.
+            result = self._until_done(
+                lambda r=records: self.pipeline.process(r, self.source.commit), stop
+            )
             if result is None:
                 break  # asked to stop while a dependency was down: leave the batch uncommitted
-            self._commit(result)
         self._commit(self._until_done(self.pipeline.flush, stop))  # one try: we are stopping
         self.source.close()
 

@@ -125,6 +125,7 @@ class KafkaSource:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
             max_poll_records=settings.poll_max_records,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self._paused = False
 
