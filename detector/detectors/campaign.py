@@ -75,7 +75,7 @@ def judge(campaign: CampaignState, settings: CampaignSettings) -> Finding:
     ]
     total = sum(campaign.capabilities.values())
     if total:
-        mix = sorted(campaign.capabilities.items(), key=lambda kv: -kv[1])
+        mix = sorted(campaign.capabilities.items(), key=lambda kv: (-kv[1], kv[0]))  # ties by name
         reasons.append(
             "capability focus of member requests: "
             + ", ".join(
@@ -120,7 +120,7 @@ def pivot(
     population = sum(campaign.population_models.values())
     if total < settings.pivot_min_requests or not population:
         return None
-    for model, count in sorted(campaign.models.items(), key=lambda kv: -kv[1]):
+    for model, count in sorted(campaign.models.items(), key=lambda kv: (-kv[1], kv[0])):
         seen = first_seen.get(model)
         if (
             model in campaign.pivoted

@@ -50,10 +50,18 @@ local function expire(key, seconds)
   if expired[key] ~= seconds then redis.call('EXPIRE', key, seconds); expired[key] = seconds end
 end
 
+-- Add an account to an evidence index of at most ``cap`` accounts; returns how many it holds.
 -- A value only one account has used lives briefly: most are one-offs (per-request
 -- fingerprints, a user's own card), and they would otherwise fill Redis for the full TTL.
-local function expire_index(key)
-  expire(key, redis.call('ZCARD', key) > 1 and ttl or single_ttl)
+local function add_capped(key, ts, account)
+  local added = redis.call('ZADD', key, ts, account)
+  local card = redis.call('ZCARD', key)
+  if added == 1 and card > cap then
+    redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
+    card = cap
+  end
+  expire(key, card > 1 and ttl or single_ttl)
+  return card
 end
 
 local function parent(x)
@@ -151,9 +159,8 @@ while i <= #ARGV do
     local enode = 'e:' .. ev
     if suspect and kind ~= 'range' then
       local ix = base .. ':ix:' .. ev
-      if redis.call('ZADD', ix, ts, account) == 1 then redis.call('ZREMRANGEBYRANK', ix, 0, -(cap + 1)) end
-      expire_index(ix)
-      if redis.call('ZCARD', ix) >= K then
+      local card = add_capped(ix, ts, account)
+      if card >= K then
         -- A value that joins the graph now brings every account that shared it; once it is
         -- in, each account joins on its own when its traffic comes by (no rescans).
         local is_new = parent(enode) == false
@@ -165,9 +172,7 @@ while i <= #ARGV do
       end
     end
     if strong then
-      local ax = base .. ':ax:' .. ev
-      if redis.call('ZADD', ax, ts, account) == 1 then redis.call('ZREMRANGEBYRANK', ax, 0, -(cap + 1)) end
-      expire_index(ax)
+      add_capped(base .. ':ax:' .. ev, ts, account)
       if not suspect and parent(enode) ~= false then join(account, enode, kind, ts) end
     end
   end
@@ -175,6 +180,19 @@ while i <= #ARGV do
 end
 
 -- Second pass, once the batch is linked: traffic of members, per model and per origin.
+-- Counts are summed here and written once per key below: a call costs more than a table update.
+local exists, campaign_events, campaign_last, campaign_caps, joined_at = {}, {}, {}, {}, {}
+local first_seen, pop, cm, src_counts, src_accounts, src_campaign = {}, {}, {}, {}, {}, {}
+local function add(t, key, field, n)
+  local row = t[key]
+  if row == nil then row = {}; t[key] = row end
+  row[field] = (row[field] or 0) + n
+end
+local function push(t, key, value)
+  local list = t[key]
+  if list == nil then list = {}; t[key] = list end
+  list[#list + 1] = value
+end
 i = first
 while i <= #ARGV do
   local account, ts, events, capability, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 3]), ARGV[i + 4], tonumber(ARGV[i + 5])
@@ -183,11 +201,13 @@ while i <= #ARGV do
   local root = nil
   if parent(anode) ~= false then
     root = find(anode)
-    if redis.call('EXISTS', rec(root)) == 1 then
-      redis.call('HINCRBY', rec(root), 'events', events)
-      redis.call('HSET', rec(root), 'last', ts)
-      if capability ~= '' then redis.call('HINCRBY', rec(root), 'cap:' .. capability, events) end
-      redis.call('ZADD', mem(root), ts, account)  -- scores are last activity: quiet members show
+    if exists[root] == nil then exists[root] = redis.call('EXISTS', rec(root)) == 1 end
+    if exists[root] then
+      add(campaign_events, root, 'events', events)
+      campaign_last[root] = ARGV[i + 1]
+      if capability ~= '' then add(campaign_caps, root, 'cap:' .. capability, events) end
+      push(joined_at, root, ARGV[i + 1])  -- scores are last activity: quiet members show
+      push(joined_at, root, account)
       touched[root] = true
     else
       root = nil
@@ -198,34 +218,56 @@ while i <= #ARGV do
   local nm = tonumber(ARGV[i + 6 + n])
   for j = i + 7 + n, i + 6 + n + 2 * nm, 2 do
     local model, count = ARGV[j], tonumber(ARGV[j + 1])
-    redis.call('HSETNX', base .. ':models', model, ts)
-    redis.call('HINCRBY', base .. ':pop:' .. hour, model, count)
-    expire(base .. ':pop:' .. hour, 3 * 86400)
-    if root then
-      redis.call('HINCRBY', base .. ':cm:' .. root .. ':' .. hour, model, count)
-      expire(base .. ':cm:' .. root .. ':' .. hour, 3 * 86400)
-    end
+    if first_seen[model] == nil then first_seen[model] = ARGV[i + 1] end
+    add(pop, base .. ':pop:' .. hour, model, count)
+    if root then add(cm, base .. ':cm:' .. root .. ':' .. hour, model, count) end
   end
   -- Traffic mix of the account's network and client origins.
   for j = i + 6, i + 5 + n do
     local ev = ARGV[j]
     local kind = string.match(ev, '^([^:]+)')
     if kind == 'range' or kind == 'asnua' then
-      local src = base .. ':src:' .. ev
-      redis.call('HINCRBY', src, 'requests', events)
-      redis.call('PFADD', base .. ':sa:' .. ev, account)
+      add(src_counts, ev, 'requests', events)
+      push(src_accounts, base .. ':sa:' .. ev, account)
       if root then
-        redis.call('HINCRBY', src, 'campaign_requests', events)
-        redis.call('PFADD', base .. ':sc:' .. ev, account)
-        redis.call('HSET', src, 'campaign', root)
+        add(src_counts, ev, 'campaign_requests', events)
+        push(src_accounts, base .. ':sc:' .. ev, account)
+        src_campaign[ev] = root
         sources[ev] = true
       end
-      expire(src, ttl)
-      expire(base .. ':sa:' .. ev, ttl)
-      if root then expire(base .. ':sc:' .. ev, ttl) end
     end
   end
   i = i + 7 + n + 2 * nm
+end
+
+-- Commands with many arguments go in slices: Lua's unpack has a stack limit.
+local function call_many(command, key, list)
+  for s = 1, #list, 4000 do
+    redis.call(command, key, unpack(list, s, math.min(s + 3999, #list)))
+  end
+end
+for model, ts in pairs(first_seen) do redis.call('HSETNX', base .. ':models', model, ts) end
+for root, row in pairs(campaign_events) do
+  redis.call('HINCRBY', rec(root), 'events', row['events'])
+  redis.call('HSET', rec(root), 'last', campaign_last[root])
+  for field, count in pairs(campaign_caps[root] or {}) do redis.call('HINCRBY', rec(root), field, count) end
+  call_many('ZADD', mem(root), joined_at[root])
+end
+for _, counts in ipairs({pop, cm}) do
+  for key, row in pairs(counts) do
+    for model, count in pairs(row) do redis.call('HINCRBY', key, model, count) end
+    expire(key, 3 * 86400)
+  end
+end
+for ev, row in pairs(src_counts) do
+  local src = base .. ':src:' .. ev
+  for field, count in pairs(row) do redis.call('HINCRBY', src, field, count) end
+  if src_campaign[ev] then redis.call('HSET', src, 'campaign', src_campaign[ev]) end
+  expire(src, ttl)
+end
+for key, accounts in pairs(src_accounts) do
+  call_many('PFADD', key, accounts)
+  expire(key, ttl)
 end
 redis.call('EXPIRE', uf, ttl)
 redis.call('EXPIRE', base .. ':models', ttl)
