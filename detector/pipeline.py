@@ -1,4 +1,4 @@
-"""The spine: one batch goes decode -> features -> state -> detectors -> campaigns -> alerts -> durable.
+"""The spine: one batch goes decode -> state -> features -> detectors -> campaigns -> alerts -> durable.
 
 Two Redis round trips per batch: the first writes the previous batch's state and loads
 this one's, the second links campaigns. A batch's state is therefore written at the start
@@ -95,14 +95,17 @@ class Pipeline:
         self.dead_letters.send(dead)
         result.invalid = len(dead)
 
-        feats = extract_batch(events, self.settings.features, self.tagger)
+        # The round trip that makes the previous batch durable goes first, before this
+        # batch's features, so that batch is committed as early as it can be.
         reads = [self.campaigns.watermarks_command()] if self.campaigns else []
         write = self._unwritten
-        loaded = self.store.load(feats, reads, *(write[:2] if write else (None, None)))
+        accounts = (e.account_id for e in events)
+        loaded = self.store.load(accounts, reads, *(write[:2] if write else (None, None)))
         if write is not None:
             self._written(write[2], loaded.conflicts, result)
             if on_durable is not None:
                 on_durable(write[2])
+        feats = extract_batch(events, self.settings.features, self.tagger)
 
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,6 @@ from redis.retry import Retry
 
 from detector.config import RedisSettings, StateSettings
 from detector.errors import ServiceUnavailable
-from detector.features import EventFeatures
 from detector.metrics import Metrics
 from detector.state.account import AccountState
 
@@ -89,16 +89,16 @@ class AccountStore:
 
     def load(
         self,
-        feats: list[EventFeatures],
+        account_ids: Iterable[str],
         reads: list[tuple[Any, ...]] | None = None,
         write: LoadedBatch | None = None,
         write_extra: list[tuple[Any, ...]] | None = None,
     ) -> LoadedBatch:
-        """One round trip: write ``write`` back (with ``write_extra``), then load the batch's
-        accounts and run ``reads``."""
+        """One round trip: write ``write`` back (with ``write_extra``), then load the
+        accounts (the batch's, repeats allowed) and run ``reads``."""
         saves, written = self._saves(write) if write else ([], [])
         writes = saves + list(write_extra or ())
-        accounts = list(dict.fromkeys(f.account_id for f in feats))
+        accounts = list(dict.fromkeys(account_ids))
         loads: list[tuple[Any, ...]] = [("MGET", *map(self.key, accounts))] if accounts else []
         replies = self._execute(writes + loads + list(reads or ()), "load")
         conflicts = [a for a, ok in zip(written, replies, strict=False) if not ok]

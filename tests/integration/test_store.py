@@ -53,12 +53,12 @@ def _apply(loaded, feats, settings: Settings) -> list:
 def test_load_apply_save_round_trip(store, redis_settings: Settings) -> None:
     s, _, registry = store
     feats = _feats(10)
-    loaded = s.load(feats)
+    loaded = s.load(f.account_id for f in feats)
     snaps = _apply(loaded, feats, redis_settings)
     assert [snap.distinct.ips for snap in snaps][:4] == [1, 2, 3, 3]
     assert s.save(loaded) == []
 
-    again = s.load(feats)  # the same events redelivered
+    again = s.load(f.account_id for f in feats)  # the same events redelivered
     state = again.states["acct-1"]
     assert state.events == 10
     assert _apply(again, feats, redis_settings) == [None] * 10
@@ -68,7 +68,7 @@ def test_load_apply_save_round_trip(store, redis_settings: Settings) -> None:
 def test_extra_commands_ride_along_in_the_same_round_trips(store, redis_settings: Settings) -> None:
     s, client, registry = store
     other = f"{redis_settings.redis.key_prefix}other"
-    loaded = s.load(_feats(2), [("GET", other)])
+    loaded = s.load((f.account_id for f in _feats(2)), [("GET", other)])
     assert loaded.extra == [None]
     _apply(loaded, _feats(2), redis_settings)
     s.save(loaded, [("SET", other, b"x")])
@@ -79,13 +79,15 @@ def test_extra_commands_ride_along_in_the_same_round_trips(store, redis_settings
 def test_save_refuses_when_account_changed_meanwhile(store, redis_settings: Settings) -> None:
     s, _, _ = store
     feats = _feats(3)
-    first = s.load(feats)
-    second = s.load(feats[:2])  # another worker read the same state, applied less
+    first = s.load(f.account_id for f in feats)
+    second = s.load(
+        f.account_id for f in feats[:2]
+    )  # another worker read the same state, applied less
     _apply(first, feats, redis_settings)
     _apply(second, feats[:2], redis_settings)
     assert s.save(first) == []
     assert s.save(second) == ["acct-1"]  # compare-and-set on the watermark refused it
-    assert s.load(feats).states["acct-1"].events == 3
+    assert s.load(f.account_id for f in feats).states["acct-1"].events == 3
 
 
 def test_a_write_retried_after_its_reply_was_lost_is_accepted(
@@ -93,17 +95,17 @@ def test_a_write_retried_after_its_reply_was_lost_is_accepted(
 ) -> None:
     s, _, _ = store
     feats = _feats(3)
-    loaded = s.load(feats)
+    loaded = s.load(f.account_id for f in feats)
     _apply(loaded, feats, redis_settings)
     assert s.save(loaded) == []
     assert s.save(loaded) == []  # the same write again: not a conflict
-    assert s.load(feats).states["acct-1"].events == 3
+    assert s.load(f.account_id for f in feats).states["acct-1"].events == 3
 
 
 def test_keys_expire_and_stay_small(store, redis_settings: Settings) -> None:
     s, client, _ = store
     feats = _feats(200, ips=50)
-    loaded = s.load(feats)
+    loaded = s.load(f.account_id for f in feats)
     _apply(loaded, feats, redis_settings)
     s.save(loaded)
     key = s.key("acct-1")
@@ -115,7 +117,7 @@ def test_script_cache_loss_is_recovered(store, redis_settings: Settings) -> None
     s, client, _ = store
     client.script_flush()
     feats = _feats(2)
-    loaded = s.load(feats)
+    loaded = s.load(f.account_id for f in feats)
     _apply(loaded, feats, redis_settings)
     assert s.save(loaded) == []
-    assert s.load(feats).states["acct-1"].events == 2
+    assert s.load(f.account_id for f in feats).states["acct-1"].events == 2
