@@ -127,8 +127,12 @@ def test_each_batch_is_durable_once_the_next_one_or_a_flush_has_written_it(
     one, two = _records(2, 3), _records(2, 3, start=3)
     assert pipeline.process(one).durable == []
     assert account_event_counts(redis_settings) == {}
-    assert pipeline.process(two).durable == one
-    assert account_event_counts(redis_settings) == {"acct-0": 3, "acct-1": 3}
+    handed = []  # the records handed over, and what Redis held at that moment
+    result = pipeline.process(
+        two, lambda records: handed.append((records, account_event_counts(redis_settings)))
+    )
+    assert handed == [(one, {"acct-0": 3, "acct-1": 3})], "handed over once, once written"
+    assert result.durable == one
     assert pipeline.flush().durable == two
     assert pipeline.flush().durable == []
     assert account_event_counts(redis_settings) == {"acct-0": 6, "acct-1": 6}
