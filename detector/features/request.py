@@ -15,7 +15,7 @@ import xxhash
 from detector.config import FeatureSettings
 from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
-from detector.features.text import normalise, simhashes
+from detector.features.text import normalise_lowered, simhashes
 
 PREFIX_TOKENS = 8  # a template's fixed opening: honest prompts rarely share their first 8 words
 AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
@@ -77,16 +77,20 @@ def extract_batch(
 ) -> list[EventFeatures]:
     """Features of a batch of events; the prompt fingerprints are computed all at once."""
     prompts = [truncate_utf8(e.prompt, settings.prompt_max_bytes) for e in events]
-    tokens = [normalise(p) for p in prompts]
+    lowered = [p.lower() for p in prompts]  # once, for both the tokens and the intent tags
+    tokens = [normalise_lowered(p) for p in lowered]
     return [
-        _features(e, p, t, fp, settings, tagger)
-        for e, p, t, fp in zip(events, prompts, tokens, simhashes(tokens), strict=True)
+        _features(e, p, low, t, fp, settings, tagger)
+        for e, p, low, t, fp in zip(
+            events, prompts, lowered, tokens, simhashes(tokens), strict=True
+        )
     ]
 
 
 def _features(
     event: QueryEvent,
     prompt: str,
+    lowered: str,
     tokens: list[str],
     fingerprint: int,
     settings: FeatureSettings,
@@ -109,7 +113,7 @@ def _features(
         source_ip=event.source_ip or "",
         user_agent=event.user_agent or "",
         fingerprint=fingerprint,
-        tags=tagger.tag(prompt, event.tools or 0),
+        tags=tagger.tag_lowered(lowered, event.tools or 0),
         single_turn=(event.n_messages or 1) <= 1,
         at_limit=bool(event.max_tokens) and out >= AT_LIMIT_FRACTION * (event.max_tokens or 0),
         stream=event.stream,
