@@ -14,12 +14,14 @@ Reasons compare each number with the population median over active account-hours
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
 
 from river import stats
 
 from detector.config import BehaviourSettings
-from detector.detectors import Finding
+from detector.detectors import SEVERITIES, Finding
 from detector.features.intent import HARVEST_NAMES, HARVEST_TAGS
 from detector.state.account import Snapshot
 
@@ -75,29 +77,33 @@ class BehaviourDetector:
 
     def evaluate(self, snap: Snapshot, context: dict[str, Any]) -> Finding | None:
         # The suite takes one finding per detector; the strongest of the three is reported,
-        # the others' numbers are in its evidence.
+        # the others' numbers are in its evidence. Its reasons and evidence are written only
+        # once it is chosen: formatting them for every candidate was most of the cost.
         s = self.settings
         if snap.events < s.min_events or not snap.profile:
             return None
         p = snap.profile
         shape = harvest_shape(p, s.shape_weights)
+        context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}
+        candidates = [
+            c
+            for c in (
+                self._reasoning(snap, shape),
+                self._harvest(snap, shape),
+                self._template(snap),
+            )
+            if c is not None
+        ]
+        if not candidates:
+            return None
+        best = max(candidates, key=lambda c: (SEVERITIES.index(c.severity), c.score))
         evidence = {
             "profile": p,
             "harvest_shape": shape,
             "population_medians": dict(self.baselines.medians()),
             "baseline_samples": self.baselines.samples,
         }
-        context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}
-        candidates = [
-            f
-            for f in (
-                self._reasoning(snap, shape, evidence),
-                self._harvest(snap, shape, evidence),
-                self._template(snap, shape, evidence),
-            )
-            if f is not None
-        ]
-        return max(candidates, key=lambda f: (f.rank, f.score), default=None)
+        return Finding(best.type, best.score, best.severity, best.reasons(), evidence)
 
     def learn(self, snap: Snapshot, flagged: bool) -> None:
         # Only settled profiles of unflagged accounts: campaign accounts are flagged by the time
@@ -131,44 +137,42 @@ class BehaviourDetector:
             f"{snap.events} requests",
         ]
 
-    def _reasoning(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+    def _reasoning(self, snap: Snapshot, shape: float) -> _Candidate | None:
         p = snap.profile
         if p["reasoning"] < self.settings.reasoning_share:
             return None
         # Asking for the internal reasoning is itself strong: half the score without any shape.
         score = round(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * self._manner(p, shape)), 4)
-        return Finding(
-            "reasoning_elicitation",
-            score,
-            self._severity(score),
-            (
-                f"{self._versus('reasoning', p['reasoning'])} of recent prompts ask for the model's "
-                f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
-                *self._common_reasons(snap, shape),
-            ),
-            evidence,
+        reasons = partial(self._reasoning_reasons, snap, shape)
+        return _Candidate("reasoning_elicitation", score, self._severity(score), reasons)
+
+    def _reasoning_reasons(self, snap: Snapshot, shape: float) -> tuple[str, ...]:
+        p = snap.profile
+        return (
+            f"{self._versus('reasoning', p['reasoning'])} of recent prompts ask for the model's "
+            f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
+            *self._common_reasons(snap, shape),
         )
 
-    def _harvest(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+    def _harvest(self, snap: Snapshot, shape: float) -> _Candidate | None:
         p = snap.profile
         if p["harvest"] < self.settings.harvest_share:
             return None
-        mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
         # Honest products use these capabilities too: it takes the intent *and* the manner.
         score = round(p["harvest"] * self._manner(p, shape), 4)
-        return Finding(
-            "capability_harvest",
-            score,
-            self._severity(score),
-            (
-                f"{self._versus('harvest', p['harvest'])} of recent prompts target harvestable capabilities: "
-                + ", ".join(f"{HARVEST_NAMES[t]} {v:.0%}" for v, t in mix),
-                *self._common_reasons(snap, shape),
-            ),
-            evidence,
+        reasons = partial(self._harvest_reasons, snap, shape)
+        return _Candidate("capability_harvest", score, self._severity(score), reasons)
+
+    def _harvest_reasons(self, snap: Snapshot, shape: float) -> tuple[str, ...]:
+        p = snap.profile
+        mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
+        return (
+            f"{self._versus('harvest', p['harvest'])} of recent prompts target harvestable capabilities: "
+            + ", ".join(f"{HARVEST_NAMES[t]} {v:.0%}" for v, t in mix),
+            *self._common_reasons(snap, shape),
         )
 
-    def _template(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+    def _template(self, snap: Snapshot) -> _Candidate | None:
         p = snap.profile
         s = self.settings
         if p["dup"] < s.template_share or p["template_chain_max"] < s.template_chain:
@@ -176,15 +180,21 @@ class BehaviourDetector:
         score = round(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50), 4)
         # A template without harvesting intent is what batch jobs do: tell, do not flag.
         severity = self._severity(score) if p["harvest"] >= s.harvest_share / 2 else "low"
-        return Finding(
-            "template_chain",
-            score,
-            severity,
-            (
-                f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
-                f"{self._versus('dup', p['dup'])} of recent prompts repeat one of "
-                f"{p['templates_seen']:.0f} template(s)",
-                f"{self._versus('harvest', p['harvest'])} of them target harvestable capabilities",
-            ),
-            evidence,
+        return _Candidate("template_chain", score, severity, partial(self._template_reasons, p))
+
+    def _template_reasons(self, p: dict[str, float]) -> tuple[str, ...]:
+        return (
+            f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
+            f"{self._versus('dup', p['dup'])} of recent prompts repeat one of "
+            f"{p['templates_seen']:.0f} template(s)",
+            f"{self._versus('harvest', p['harvest'])} of them target harvestable capabilities",
         )
+
+
+class _Candidate(NamedTuple):
+    """A finding before its reasons are written (``reasons()`` writes them)."""
+
+    type: str
+    score: float
+    severity: str
+    reasons: Callable[[], tuple[str, ...]]
