@@ -41,12 +41,18 @@ class DistinctValues:
         ]
 
     def add(self, ip: str, model: str, user_agent: str) -> Distinct:
-        counts = []
-        for sketch, value in zip(self.sketches, (ip, model, user_agent), strict=True):
-            if value:
-                sketch.update(value)
-            counts.append(round(sketch.get_estimate()))
-        return Distinct(*counts)
+        ips, models, user_agents = self.sketches  # unrolled: this runs for every event
+        if ip:
+            ips.update(ip)
+        if model:
+            models.update(model)
+        if user_agent:
+            user_agents.update(user_agent)
+        return Distinct(
+            round(ips.get_estimate()),
+            round(models.get_estimate()),
+            round(user_agents.get_estimate()),
+        )
 
     def blobs(self) -> list[bytes]:
         return [b"" if s.is_empty() else s.serialize_compact() for s in self.sketches]
