@@ -156,13 +156,12 @@ class AccountState:
     @classmethod
     def from_bytes(cls, value: bytes | None, n_windows: int) -> AccountState:
         """The stored value, or a fresh state if there is none (or one of another format)."""
-        fresh = cls(windows=[Window() for _ in range(n_windows)])
         if not value:
-            return fresh
+            return cls(windows=[Window() for _ in range(n_windows)])
         mark, _, body = value.partition(b";")
         fields = msgpack.unpackb(body)
         if fields[0] != STATE_FORMAT:
-            return fresh
+            return cls(windows=[Window() for _ in range(n_windows)])
         (_, n, first, last, created, ids, rate, rate_ts, late, cd, raw_windows, profile,
          distinct) = fields  # fmt: skip
         windows = [Window(*w) for w in raw_windows][:n_windows]
