@@ -99,3 +99,28 @@ def test_slot_pattern_matches_its_plain_form() -> None:
     texts += ["0xdeadbeef12", 'xyzabcdef12 `a1` "b 2" 10:45,3.5', "`" + "a" * 90 + "`"]
     for t in texts:
         assert _SLOTS.sub(" 0 ", t) == plain.sub(" 0 ", t), t
+
+
+def _reference_simhash(tokens: list[str]) -> int:
+    """The SimHash of ``simhashes``, one bit at a time."""
+    if not tokens:
+        return 0
+    words = [xxhash.xxh64_intdigest(t.encode()) for t in tokens]
+    if len(words) == 1:
+        return words[0]
+    mask = (1 << 64) - 1
+    grams = [
+        ((a * 0x9E3779B97F4A7C15) & mask) ^ (((b << 31) | (b >> 33)) & mask)
+        for a, b in itertools.pairwise(words)
+    ]
+    return sum(1 << k for k in range(64) if 2 * sum(g >> k & 1 for g in grams) > len(grams))
+
+
+def test_simhashes_match_the_reference_on_short_and_long_documents() -> None:
+    """Up to 256 tokens the bit votes are summed 8 lanes at a time; beyond, one at a time."""
+    rng = random.Random(8)
+    vocabulary = [f"w{i}" for i in range(50)]
+    for longest in (256, 400):
+        docs = [[rng.choice(vocabulary) for _ in range(rng.randint(0, longest))] for _ in range(40)]
+        docs += [[rng.choice(vocabulary) for _ in range(longest)]]
+        assert simhashes(docs) == [_reference_simhash(d) for d in docs]
