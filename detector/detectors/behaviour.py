@@ -21,11 +21,12 @@ from typing import Any, NamedTuple
 from river import stats
 
 from detector.config import BehaviourSettings
-from detector.detectors import SEVERITIES, Finding
+from detector.detectors import SEVERITIES, Finding, Reasons
 from detector.features.intent import HARVEST_NAMES, HARVEST_TAGS
 from detector.state.account import Snapshot
 
 BASELINE_KEYS = ("dup", "harvest", "reasoning", "at_limit", "single_turn", "top_template_share")
+Medians = dict[str, float | None]  # population median per BASELINE_KEYS, None until learned
 
 
 class FeatureBaselines:
@@ -77,8 +78,9 @@ class BehaviourDetector:
 
     def evaluate(self, snap: Snapshot, context: dict[str, Any]) -> Finding | None:
         # The suite takes one finding per detector; the strongest of the three is reported,
-        # the others' numbers are in its evidence. Its reasons and evidence are written only
-        # once it is chosen: formatting them for every candidate was most of the cost.
+        # the others' numbers are in its evidence. Its evidence is built once it is chosen and
+        # its reasons when an alert reads them (most findings are in cooldown): formatting them
+        # for every candidate was most of the cost.
         s = self.settings
         if snap.events < s.min_events or not snap.profile:
             return None
@@ -97,13 +99,15 @@ class BehaviourDetector:
         if not candidates:
             return None
         best = max(candidates, key=lambda c: (SEVERITIES.index(c.severity), c.score))
+        medians = dict(self.baselines.medians())  # as they are now, whenever reasons are read
         evidence = {
             "profile": p,
             "harvest_shape": shape,
-            "population_medians": dict(self.baselines.medians()),
+            "population_medians": medians,
             "baseline_samples": self.baselines.samples,
         }
-        return Finding(best.type, best.score, best.severity, best.reasons(), evidence)
+        reasons = Reasons(partial(best.reasons, medians))
+        return Finding(best.type, best.score, best.severity, reasons, evidence)
 
     def learn(self, snap: Snapshot, flagged: bool) -> None:
         # Only settled profiles of unflagged accounts: campaign accounts are flagged by the time
@@ -122,17 +126,18 @@ class BehaviourDetector:
             return "high"
         return "medium" if score >= self.settings.severity_medium else "low"
 
-    def _versus(self, key: str, value: float) -> str:
-        median = self.baselines.median(key)
+    @staticmethod
+    def _versus(key: str, value: float, medians: Medians) -> str:
+        median = medians[key]
         return f"{value:.0%}" + ("" if median is None else f" (population median {median:.0%})")
 
-    def _common_reasons(self, snap: Snapshot, shape: float) -> list[str]:
+    def _common_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> list[str]:
         p = snap.profile
         return [
-            f"requests shaped for harvesting: {shape:.0%} by weight ({self._versus('at_limit', p['at_limit'])} "
-            f"run to the output limit, {self._versus('single_turn', p['single_turn'])} single-turn, "
+            f"requests shaped for harvesting: {shape:.0%} by weight ({self._versus('at_limit', p['at_limit'], medians)} "
+            f"run to the output limit, {self._versus('single_turn', p['single_turn'], medians)} single-turn, "
             f"{p['stream_off']:.0%} without streaming, {p['fixed_temperature']:.0%} at a fixed temperature)",
-            f"{self._versus('dup', p['dup'])} of recent prompts are near-duplicates of the account's own; "
+            f"{self._versus('dup', p['dup'], medians)} of recent prompts are near-duplicates of the account's own; "
             f"longest chain {p['template_chain_max']:.0f}, {p['templates_seen']:.0f} template(s) in "
             f"{snap.events} requests",
         ]
@@ -146,12 +151,12 @@ class BehaviourDetector:
         reasons = partial(self._reasoning_reasons, snap, shape)
         return _Candidate("reasoning_elicitation", score, self._severity(score), reasons)
 
-    def _reasoning_reasons(self, snap: Snapshot, shape: float) -> tuple[str, ...]:
+    def _reasoning_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
         p = snap.profile
         return (
-            f"{self._versus('reasoning', p['reasoning'])} of recent prompts ask for the model's "
+            f"{self._versus('reasoning', p['reasoning'], medians)} of recent prompts ask for the model's "
             f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
-            *self._common_reasons(snap, shape),
+            *self._common_reasons(snap, shape, medians),
         )
 
     def _harvest(self, snap: Snapshot, shape: float) -> _Candidate | None:
@@ -163,13 +168,13 @@ class BehaviourDetector:
         reasons = partial(self._harvest_reasons, snap, shape)
         return _Candidate("capability_harvest", score, self._severity(score), reasons)
 
-    def _harvest_reasons(self, snap: Snapshot, shape: float) -> tuple[str, ...]:
+    def _harvest_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
         p = snap.profile
         mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
         return (
-            f"{self._versus('harvest', p['harvest'])} of recent prompts target harvestable capabilities: "
+            f"{self._versus('harvest', p['harvest'], medians)} of recent prompts target harvestable capabilities: "
             + ", ".join(f"{HARVEST_NAMES[t]} {v:.0%}" for v, t in mix),
-            *self._common_reasons(snap, shape),
+            *self._common_reasons(snap, shape, medians),
         )
 
     def _template(self, snap: Snapshot) -> _Candidate | None:
@@ -182,19 +187,19 @@ class BehaviourDetector:
         severity = self._severity(score) if p["harvest"] >= s.harvest_share / 2 else "low"
         return _Candidate("template_chain", score, severity, partial(self._template_reasons, p))
 
-    def _template_reasons(self, p: dict[str, float]) -> tuple[str, ...]:
+    def _template_reasons(self, p: dict[str, float], medians: Medians) -> tuple[str, ...]:
         return (
             f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
-            f"{self._versus('dup', p['dup'])} of recent prompts repeat one of "
+            f"{self._versus('dup', p['dup'], medians)} of recent prompts repeat one of "
             f"{p['templates_seen']:.0f} template(s)",
-            f"{self._versus('harvest', p['harvest'])} of them target harvestable capabilities",
+            f"{self._versus('harvest', p['harvest'], medians)} of them target harvestable capabilities",
         )
 
 
 class _Candidate(NamedTuple):
-    """A finding before its reasons are written (``reasons()`` writes them)."""
+    """A finding before its reasons are written (``reasons(medians)`` writes them)."""
 
     type: str
     score: float
     severity: str
-    reasons: Callable[[], tuple[str, ...]]
+    reasons: Callable[[Medians], tuple[str, ...]]
