@@ -13,6 +13,7 @@ from array import array
 from dataclasses import dataclass, field
 
 import msgpack
+import msgspec
 from datasketches import hll_sketch, tgt_hll_type
 
 from detector.config import StateSettings
@@ -189,8 +190,9 @@ class AccountState:
         return self.wm_partition, self.wm_offset
 
 
-@dataclass(frozen=True, slots=True)
-class Distinct:
+# Snapshot and Distinct are built for every event: frozen msgspec structs construct ~4x
+# faster than frozen dataclasses (which set each field through object.__setattr__).
+class Distinct(msgspec.Struct, frozen=True, gc=False):
     """Approximate distinct values seen by the account (HyperLogLog counts, after this event)."""
 
     ips: int = 0
@@ -198,8 +200,7 @@ class Distinct:
     user_agents: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(msgspec.Struct, frozen=True, gc=False):
     """An account's statistics right after one of its events was applied."""
 
     account_id: str
@@ -214,7 +215,7 @@ class Snapshot:
     distinct: Distinct
     completed_hour: int | None  # requests of an account-hour that just ended, for baselines
     late: bool
-    profile: dict[str, float] = field(default_factory=dict)  # behaviour (detector.state.profile)
+    profile: dict[str, float] = msgspec.field(default_factory=dict)  # detector.state.profile
 
     def in_window(self, windows_s: tuple[int, ...], width_s: int) -> float:
         return self.requests[windows_s.index(width_s)]
