@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from re import _constants as sre  # only to read a pattern's required literals
-from re import _parser
+from re import _constants as sre  # the stdlib's regex parser (3.11+), only to read
+from re import _parser  # a pattern's required literals: see ``needles``
 from typing import Any
 
 TAGS = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
@@ -51,9 +51,9 @@ class IntentTagger:
                     )
         # Each pattern on its own over the text lower-cased once: a pattern that opens with a
         # literal gets the regex engine's fast literal scan, which an alternation loses (and
-        # lower-casing once is ~3x faster than IGNORECASE).
-        # Each pattern is searched only if the text contains one of its ``needles`` (``str in``
-        # is several times cheaper than a regex search, and most prompts match no pattern).
+        # lower-casing once is ~3x faster than IGNORECASE). And only if the text contains one
+        # of its ``needles``: ``str in`` is several times cheaper than a search, and most
+        # prompts match no pattern.
         self._compiled = [
             (BIT[tag], [(needles(p), re.compile(p)) for p in pats])
             for tag, pats in patterns.items()
