@@ -2,12 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from detector.state.account import Snapshot
 
 SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class Reasons(Sequence[str]):
+    """Reasons written when first read: most findings are never alerted (cooldown), and
+    formatting their reasons was much of what evaluating them cost. ``write`` must give
+    the same text whenever it runs (no reads of state that changes afterwards).
+
+    >>> r = Reasons(lambda: ("a", "b"))
+    >>> list(r), r[0], len(r), r == ("a", "b")
+    (['a', 'b'], 'a', 2, True)
+    """
+
+    __slots__ = ("_text", "_write")
+
+    def __init__(self, write: Callable[[], tuple[str, ...]]) -> None:
+        self._write: Callable[[], tuple[str, ...]] | None = write
+        self._text: tuple[str, ...] = ()
+
+    def _written(self) -> tuple[str, ...]:
+        if self._write is not None:
+            self._text, self._write = self._write(), None
+        return self._text
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self._written()[index]
+
+    def __len__(self) -> int:
+        return len(self._written())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._written())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Reasons):
+            other = other._written()
+        return self._written() == other
+
+    def __repr__(self) -> str:
+        return repr(self._written())
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +59,7 @@ class Finding:
     type: str
     score: float
     severity: str
-    reasons: tuple[str, ...]
+    reasons: Sequence[str]  # a tuple, or Reasons written when read
     evidence: dict[str, Any] = field(default_factory=dict)
 
     @property

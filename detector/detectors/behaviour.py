@@ -14,16 +14,19 @@ Reasons compare each number with the population median over active account-hours
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
 
 from river import stats
 
 from detector.config import BehaviourSettings
-from detector.detectors import Finding
+from detector.detectors import SEVERITIES, Finding, Reasons
 from detector.features.intent import HARVEST_NAMES, HARVEST_TAGS
 from detector.state.account import Snapshot
 
 BASELINE_KEYS = ("dup", "harvest", "reasoning", "at_limit", "single_turn", "top_template_share")
+Medians = dict[str, float | None]  # population median per BASELINE_KEYS, None until learned
 
 
 class FeatureBaselines:
@@ -75,29 +78,36 @@ class BehaviourDetector:
 
     def evaluate(self, snap: Snapshot, context: dict[str, Any]) -> Finding | None:
         # The suite takes one finding per detector; the strongest of the three is reported,
-        # the others' numbers are in its evidence.
+        # the others' numbers are in its evidence. Its evidence is built once it is chosen and
+        # its reasons when an alert reads them (most findings are in cooldown): formatting them
+        # for every candidate was most of the cost.
         s = self.settings
         if snap.events < s.min_events or not snap.profile:
             return None
         p = snap.profile
         shape = harvest_shape(p, s.shape_weights)
+        context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}
+        candidates = [
+            c
+            for c in (
+                self._reasoning(snap, shape),
+                self._harvest(snap, shape),
+                self._template(snap),
+            )
+            if c is not None
+        ]
+        if not candidates:
+            return None
+        best = max(candidates, key=lambda c: (SEVERITIES.index(c.severity), c.score))
+        medians = dict(self.baselines.medians())  # as they are now, whenever reasons are read
         evidence = {
             "profile": p,
             "harvest_shape": shape,
-            "population_medians": dict(self.baselines.medians()),
+            "population_medians": medians,
             "baseline_samples": self.baselines.samples,
         }
-        context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}
-        candidates = [
-            f
-            for f in (
-                self._reasoning(snap, shape, evidence),
-                self._harvest(snap, shape, evidence),
-                self._template(snap, shape, evidence),
-            )
-            if f is not None
-        ]
-        return max(candidates, key=lambda f: (f.rank, f.score), default=None)
+        reasons = Reasons(partial(best.reasons, medians))
+        return Finding(best.type, best.score, best.severity, reasons, evidence)
 
     def learn(self, snap: Snapshot, flagged: bool) -> None:
         # Only settled profiles of unflagged accounts: campaign accounts are flagged by the time
@@ -116,59 +126,58 @@ class BehaviourDetector:
             return "high"
         return "medium" if score >= self.settings.severity_medium else "low"
 
-    def _versus(self, key: str, value: float) -> str:
-        median = self.baselines.median(key)
+    @staticmethod
+    def _versus(key: str, value: float, medians: Medians) -> str:
+        median = medians[key]
         return f"{value:.0%}" + ("" if median is None else f" (population median {median:.0%})")
 
-    def _common_reasons(self, snap: Snapshot, shape: float) -> list[str]:
+    def _common_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> list[str]:
         p = snap.profile
         return [
-            f"requests shaped for harvesting: {shape:.0%} by weight ({self._versus('at_limit', p['at_limit'])} "
-            f"run to the output limit, {self._versus('single_turn', p['single_turn'])} single-turn, "
+            f"requests shaped for harvesting: {shape:.0%} by weight ({self._versus('at_limit', p['at_limit'], medians)} "
+            f"run to the output limit, {self._versus('single_turn', p['single_turn'], medians)} single-turn, "
             f"{p['stream_off']:.0%} without streaming, {p['fixed_temperature']:.0%} at a fixed temperature)",
-            f"{self._versus('dup', p['dup'])} of recent prompts are near-duplicates of the account's own; "
+            f"{self._versus('dup', p['dup'], medians)} of recent prompts are near-duplicates of the account's own; "
             f"longest chain {p['template_chain_max']:.0f}, {p['templates_seen']:.0f} template(s) in "
             f"{snap.events} requests",
         ]
 
-    def _reasoning(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+    def _reasoning(self, snap: Snapshot, shape: float) -> _Candidate | None:
         p = snap.profile
         if p["reasoning"] < self.settings.reasoning_share:
             return None
         # Asking for the internal reasoning is itself strong: half the score without any shape.
         score = round(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * self._manner(p, shape)), 4)
-        return Finding(
-            "reasoning_elicitation",
-            score,
-            self._severity(score),
-            (
-                f"{self._versus('reasoning', p['reasoning'])} of recent prompts ask for the model's "
-                f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
-                *self._common_reasons(snap, shape),
-            ),
-            evidence,
+        reasons = partial(self._reasoning_reasons, snap, shape)
+        return _Candidate("reasoning_elicitation", score, self._severity(score), reasons)
+
+    def _reasoning_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
+        p = snap.profile
+        return (
+            f"{self._versus('reasoning', p['reasoning'], medians)} of recent prompts ask for the model's "
+            f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
+            *self._common_reasons(snap, shape, medians),
         )
 
-    def _harvest(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+    def _harvest(self, snap: Snapshot, shape: float) -> _Candidate | None:
         p = snap.profile
         if p["harvest"] < self.settings.harvest_share:
             return None
-        mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
         # Honest products use these capabilities too: it takes the intent *and* the manner.
         score = round(p["harvest"] * self._manner(p, shape), 4)
-        return Finding(
-            "capability_harvest",
-            score,
-            self._severity(score),
-            (
-                f"{self._versus('harvest', p['harvest'])} of recent prompts target harvestable capabilities: "
-                + ", ".join(f"{HARVEST_NAMES[t]} {v:.0%}" for v, t in mix),
-                *self._common_reasons(snap, shape),
-            ),
-            evidence,
+        reasons = partial(self._harvest_reasons, snap, shape)
+        return _Candidate("capability_harvest", score, self._severity(score), reasons)
+
+    def _harvest_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
+        p = snap.profile
+        mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
+        return (
+            f"{self._versus('harvest', p['harvest'], medians)} of recent prompts target harvestable capabilities: "
+            + ", ".join(f"{HARVEST_NAMES[t]} {v:.0%}" for v, t in mix),
+            *self._common_reasons(snap, shape, medians),
         )
 
-    def _template(self, snap: Snapshot, shape: float, evidence: dict[str, Any]) -> Finding | None:
+    def _template(self, snap: Snapshot) -> _Candidate | None:
         p = snap.profile
         s = self.settings
         if p["dup"] < s.template_share or p["template_chain_max"] < s.template_chain:
@@ -176,15 +185,21 @@ class BehaviourDetector:
         score = round(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50), 4)
         # A template without harvesting intent is what batch jobs do: tell, do not flag.
         severity = self._severity(score) if p["harvest"] >= s.harvest_share / 2 else "low"
-        return Finding(
-            "template_chain",
-            score,
-            severity,
-            (
-                f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
-                f"{self._versus('dup', p['dup'])} of recent prompts repeat one of "
-                f"{p['templates_seen']:.0f} template(s)",
-                f"{self._versus('harvest', p['harvest'])} of them target harvestable capabilities",
-            ),
-            evidence,
+        return _Candidate("template_chain", score, severity, partial(self._template_reasons, p))
+
+    def _template_reasons(self, p: dict[str, float], medians: Medians) -> tuple[str, ...]:
+        return (
+            f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
+            f"{self._versus('dup', p['dup'], medians)} of recent prompts repeat one of "
+            f"{p['templates_seen']:.0f} template(s)",
+            f"{self._versus('harvest', p['harvest'], medians)} of them target harvestable capabilities",
         )
+
+
+class _Candidate(NamedTuple):
+    """A finding before its reasons are written (``reasons(medians)`` writes them)."""
+
+    type: str
+    score: float
+    severity: str
+    reasons: Callable[[Medians], tuple[str, ...]]

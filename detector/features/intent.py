@@ -8,7 +8,10 @@ internal reasoning itself); ``stepwise`` is the weak form every benchmark uses
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from re import _constants as sre  # the stdlib's regex parser (3.11+), only to read
+from re import _parser  # a pattern's required literals: see ``needles``
+from typing import Any
 
 TAGS = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
 BIT = {name: 1 << i for i, name in enumerate(TAGS)}
@@ -48,18 +51,80 @@ class IntentTagger:
                     )
         # Each pattern on its own over the text lower-cased once: a pattern that opens with a
         # literal gets the regex engine's fast literal scan, which an alternation loses (and
-        # lower-casing once is ~3x faster than IGNORECASE).
+        # lower-casing once is ~3x faster than IGNORECASE). And only if the text contains one
+        # of its ``needles``: ``str in`` is several times cheaper than a search, and most
+        # prompts match no pattern.
         self._compiled = [
-            (BIT[tag], [re.compile(p) for p in pats]) for tag, pats in patterns.items() if pats
+            (BIT[tag], [(needles(p), re.compile(p)) for p in pats])
+            for tag, pats in patterns.items()
+            if pats
         ]
 
     def tag(self, text: str, tools: int) -> int:
+        return self.tag_lowered(text.lower(), tools)
+
+    def tag_lowered(self, lowered: str, tools: int) -> int:
+        """``tag`` of text that is already lower-cased (feature extraction lowers it once)."""
         bits = BIT["tool_use"] if tools > 0 else 0
-        lowered = text.lower()
         for bit, patterns in self._compiled:
-            if not bits & bit and any(p.search(lowered) for p in patterns):
-                bits |= bit
+            if bits & bit:
+                continue
+            for candidates, pattern in patterns:
+                for needle in candidates:
+                    if needle in lowered:
+                        if pattern.search(lowered):
+                            bits |= bit
+                        break
+                if bits & bit:
+                    break
         return bits
+
+
+def needles(pattern: str) -> tuple[str, ...]:
+    """Strings one of which is in every match of ``pattern``; ``("",)`` (in every text) if
+    none of at least 3 characters can be read off it.
+
+    >>> needles(r"\\bgrader?\\b"), needles("(?:write|output) the patch"), needles("(?:show|tell) me")
+    (('grade',), (' the patch',), ('show', 'tell'))
+    >>> needles("(?i)rubric"), needles("a.b")
+    (('',), ('',))
+    """
+    parsed = _parser.parse(pattern)
+    if parsed.state.flags & re.IGNORECASE:  # a literal would match other cases too
+        return ("",)
+    return _best(_required(parsed)) or ("",)
+
+
+def _required(items: Iterable[tuple[Any, Any]]) -> list[tuple[str, ...]]:
+    """Alternative sets of literals a match of the parsed ``items`` must contain (each set:
+    one of its strings), from literal runs, plain groups, repeats of at least one and
+    alternations; anything else (classes, assertions, flags, optional parts) is skipped."""
+    found: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for op, av in items:
+        if op is sre.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            found.append(("".join(run),))
+            run = []
+        if op is sre.SUBPATTERN and not av[1] and not av[2]:  # a group without flag changes
+            found += _required(av[3])
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and av[0] >= 1:
+            found += _required(av[2])
+        elif op is sre.BRANCH:
+            alternatives = [_best(_required(alternative)) for alternative in av[1]]
+            if all(alternatives):
+                found.append(tuple(n for alternative in alternatives for n in alternative))
+    if run:
+        found.append(("".join(run),))
+    return found
+
+
+def _best(found: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """The set whose shortest string is longest (the fewest false hits); () if under 3 characters."""
+    best = max(found, key=lambda strings: min(map(len, strings)), default=())
+    return best if best and min(map(len, best)) >= 3 else ()
 
 
 def names(bits: int) -> list[str]:

@@ -6,14 +6,20 @@ unrelated prompts about half of the 64 bits apart.
 
 from __future__ import annotations
 
-import functools
 import re
 from itertools import chain
 
 import numpy as np
 import xxhash
 
-_SLOTS = re.compile(r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\"")
+# Masked values: numbers, hex ids, short quoted values, i.e. ``SLOTS_PLAIN``. ``_SLOTS`` is the
+# same pattern opened by a class of the four alternatives' first characters, each alternative
+# then checking the character it starts with: the regex engine skips to the next position
+# that can start a value instead of trying all four everywhere (sub ~25% faster).
+SLOTS_PLAIN = r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\""
+_SLOTS = re.compile(
+    r"[\da-f`\"](?:(?<=\d)\d*(?:[.,:]\d+)*|(?<=[a-f])[0-9a-f]{7,}|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
+)
 _TOKENS = re.compile(r"[a-z_]+|0")
 MAX_TOKENS = 256  # bound the work per prompt: the template shows in its first few hundred words
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constant: multiplying scrambles the left word's bits
@@ -25,7 +31,12 @@ def normalise(text: str) -> list[str]:
     >>> normalise("Problem #4521: if 3 workers build `wall_7`...")
     ['problem', '0', 'if', '0', 'workers', 'build', '0']
     """
-    return _TOKENS.findall(_SLOTS.sub(" 0 ", text.lower()))[:MAX_TOKENS]
+    return normalise_lowered(text.lower())
+
+
+def normalise_lowered(lowered: str) -> list[str]:
+    """``normalise`` of text that is already lower-cased (feature extraction lowers it once)."""
+    return _TOKENS.findall(_SLOTS.sub(" 0 ", lowered))[:MAX_TOKENS]
 
 
 def simhash(tokens: list[str]) -> int:
@@ -50,7 +61,9 @@ def simhashes(docs: list[list[str]]) -> list[int]:
     out = np.zeros(len(docs), dtype=np.uint64)
     total = int(lengths.sum())
     if total:
-        words = np.fromiter(map(_word, chain.from_iterable(docs)), dtype=np.uint64, count=total)
+        words = np.fromiter(
+            map(_WORDS.__getitem__, chain.from_iterable(docs)), dtype=np.uint64, count=total
+        )
         single = lengths == 1  # one word, one "gram": the SimHash is the word's hash
         out[single] = words[(np.cumsum(lengths) - 1)[single]]
         doc_of = np.repeat(np.arange(len(docs)), lengths)
@@ -62,16 +75,40 @@ def simhashes(docs: list[list[str]]) -> list[int]:
             bits = np.unpackbits(grams.view(np.uint8), bitorder="little").reshape(-1, 64)
             owner = doc_of[:-1][inside]
             firsts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-            votes = np.add.reduceat(bits, firsts, axis=0, dtype=np.int32) * 2
+            votes = _bit_counts(bits, firsts, int(lengths.max()) - 1) * 2
             votes -= (lengths[owner[firsts]] - 1)[:, None].astype(np.int32)
             packed = np.packbits((votes > 0)[:, ::-1], axis=1).view(">u8")[:, 0]
             out[owner[firsts]] = packed
     return [int(x) for x in out]
 
 
-@functools.lru_cache(maxsize=1 << 16)  # words repeat across prompts: a lookup beats a hash
+def _bit_counts(bits: np.ndarray, firsts: np.ndarray, most: int) -> np.ndarray:
+    """Per document (rows from ``firsts`` on), how many of its bigram hashes have each bit set;
+    ``most`` is the most bigrams a document has."""
+    if most <= 255:
+        # A uint64 add sums 8 byte-lanes of 0/1 at once; no lane can carry into the next
+        # with at most 255 bigrams (normalise keeps 256 tokens). ~10x less work.
+        lanes = np.add.reduceat(bits.view(np.uint64), firsts, axis=0)
+        return lanes.view(np.uint8).astype(np.int32)
+    return np.add.reduceat(bits, firsts, axis=0, dtype=np.int32)
+
+
 def _word(token: str) -> int:
     return xxhash.xxh64_intdigest(token.encode())
+
+
+class _WordHashes(dict[str, int]):
+    """``_word`` memoised: words repeat across prompts, and a dict look-up from ``map`` costs a
+    third of an lru_cache call. Emptied when full, to bound the memory."""
+
+    def __missing__(self, token: str) -> int:
+        if len(self) >= 1 << 16:
+            self.clear()
+        value = self[token] = _word(token)
+        return value
+
+
+_WORDS = _WordHashes()
 
 
 def hamming(a: int, b: int) -> int:

@@ -13,6 +13,7 @@ from array import array
 from dataclasses import dataclass, field
 
 import msgpack
+import msgspec
 from datasketches import hll_sketch, tgt_hll_type
 
 from detector.config import StateSettings
@@ -41,12 +42,18 @@ class DistinctValues:
         ]
 
     def add(self, ip: str, model: str, user_agent: str) -> Distinct:
-        counts = []
-        for sketch, value in zip(self.sketches, (ip, model, user_agent), strict=True):
-            if value:
-                sketch.update(value)
-            counts.append(round(sketch.get_estimate()))
-        return Distinct(*counts)
+        ips, models, user_agents = self.sketches  # unrolled: this runs for every event
+        if ip:
+            ips.update(ip)
+        if model:
+            models.update(model)
+        if user_agent:
+            user_agents.update(user_agent)
+        return Distinct(
+            round(ips.get_estimate()),
+            round(models.get_estimate()),
+            round(user_agents.get_estimate()),
+        )
 
     def blobs(self) -> list[bytes]:
         return [b"" if s.is_empty() else s.serialize_compact() for s in self.sketches]
@@ -150,13 +157,12 @@ class AccountState:
     @classmethod
     def from_bytes(cls, value: bytes | None, n_windows: int) -> AccountState:
         """The stored value, or a fresh state if there is none (or one of another format)."""
-        fresh = cls(windows=[Window() for _ in range(n_windows)])
         if not value:
-            return fresh
+            return cls(windows=[Window() for _ in range(n_windows)])
         mark, _, body = value.partition(b";")
         fields = msgpack.unpackb(body)
         if fields[0] != STATE_FORMAT:
-            return fresh
+            return cls(windows=[Window() for _ in range(n_windows)])
         (_, n, first, last, created, ids, rate, rate_ts, late, cd, raw_windows, profile,
          distinct) = fields  # fmt: skip
         windows = [Window(*w) for w in raw_windows][:n_windows]
@@ -184,8 +190,9 @@ class AccountState:
         return self.wm_partition, self.wm_offset
 
 
-@dataclass(frozen=True, slots=True)
-class Distinct:
+# Snapshot and Distinct are built for every event: frozen msgspec structs construct ~4x
+# faster than frozen dataclasses (which set each field through object.__setattr__).
+class Distinct(msgspec.Struct, frozen=True, gc=False):
     """Approximate distinct values seen by the account (HyperLogLog counts, after this event)."""
 
     ips: int = 0
@@ -193,8 +200,7 @@ class Distinct:
     user_agents: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(msgspec.Struct, frozen=True, gc=False):
     """An account's statistics right after one of its events was applied."""
 
     account_id: str
@@ -209,7 +215,7 @@ class Snapshot:
     distinct: Distinct
     completed_hour: int | None  # requests of an account-hour that just ended, for baselines
     late: bool
-    profile: dict[str, float] = field(default_factory=dict)  # behaviour (detector.state.profile)
+    profile: dict[str, float] = msgspec.field(default_factory=dict)  # detector.state.profile
 
     def in_window(self, windows_s: tuple[int, ...], width_s: int) -> float:
         return self.requests[windows_s.index(width_s)]

@@ -37,6 +37,7 @@ TICK_BUCKET_S = 10  # lockstep resolution: requests of one scheduler tick land i
 TICK_HASHES = 8
 TICK_EMPTY = 2**32 - 1  # above every xxh32 minimum but one, and fits the packed u32
 HOUR_CAP = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
+_TAG_BITS = tuple((tag, BIT[tag]) for tag in TAGS)
 
 
 @dataclass(slots=True)
@@ -109,14 +110,15 @@ def update(
         "system_reuse": float(feat.system_hash != 0 and feat.system_hash == profile.last_system),
         "log_out_in": math.log((feat.tokens_out + 1) / (feat.tokens_in + 1)),
     }
-    for tag in TAGS:
-        values[tag] = float(bool(feat.tags & BIT[tag]))
+    for tag, bit in _TAG_BITS:
+        values[tag] = float(bool(feat.tags & bit))
     if gap_s is not None:
         values["log_gap"] = math.log1p(max(0.0, gap_s))
         values["log_gap_sq"] = values["log_gap"] ** 2
     weight = max(1.0 / horizon, 1.0 / events)  # exact mean until ``horizon`` events
+    means = profile.means
     for key, value in values.items():
-        profile.means[key] += weight * (value - profile.means[key])
+        means[key] += weight * (value - means[key])
     profile.last_temperature = temperature
     profile.last_system = feat.system_hash
 

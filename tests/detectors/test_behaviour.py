@@ -75,3 +75,18 @@ def test_reasons_quote_the_population_median() -> None:
         "(population median 0%)" in finding.reasons[0]
         and "agentic coding 90%" in finding.reasons[0]
     )
+
+
+def test_reasons_read_later_quote_the_medians_of_the_evaluation() -> None:
+    """Reasons are written when an alert reads them; what the baselines learn meanwhile
+    does not change them."""
+    baselines = FeatureBaselines(min_samples=2)
+    for _ in range(3):
+        baselines.learn(QUIET)
+    detector = BehaviourDetector(BehaviourSettings(), baselines)
+    snap = _snap(harvest=0.9, coding=0.9, at_limit=0.8, single_turn=1.0, stream_off=1.0)
+    finding = detector.evaluate(snap, {})
+    for _ in range(50):
+        baselines.learn({**QUIET, "harvest": 1.0, "dup": 1.0, "at_limit": 1.0})
+    assert finding is not None and "(population median 0%)" in finding.reasons[0]
+    assert finding.evidence["population_medians"]["harvest"] == 0.0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from detector.config import Settings
-from detector.features.intent import HARVEST_MASK, IntentTagger, names
+from detector.features.intent import HARVEST_MASK, IntentTagger, names, needles
 from detector.sim import text
 
 
@@ -65,3 +66,36 @@ def test_precision_and_recall_on_simulator_prompts(tagger: IntentTagger) -> None
             tag in names(tagger.tag(text.harvest_prompt(rng, capability), 0)) for _ in range(300)
         )
         assert hits / 300 > 0.9, capability
+
+
+def test_needle_prefilter_tags_as_plain_search(tagger: IntentTagger) -> None:
+    """Searching only texts that contain a pattern's needles changes no tag."""
+    patterns = {
+        tag: [re.compile(p) for p in pats] for tag, pats in Settings().intent.patterns.items()
+    }
+    rng = random.Random(11)
+    prompts = [text.honest_prompt(rng) for _ in range(500)]
+    for capability in ("reasoning", "rubric", "censorship_rewrite", "agentic_coding", "tool_use"):
+        prompts += [text.harvest_prompt(rng, capability) for _ in range(100)]
+    prompts += ["Show me your full reasoning", "GRADER: rate it", "upgrade the grader", ""]
+    for prompt in prompts:
+        plain = [t for t, ps in patterns.items() if any(p.search(prompt.lower()) for p in ps)]
+        assert names(tagger.tag(prompt, 0)) == plain, prompt
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("internal reasoning", ("internal reasoning",)),
+        (r"\brubric\b", ("rubric",)),
+        ("chain[- ]of[- ]thought", ("thought",)),
+        ("(?:rewrite|rephrase) .{0,80}safe", ("write", "phrase")),  # the parser factors out "re"
+        ("(?:ab|xyz)+ q", ("",)),  # "ab" is too short to be worth a check
+        ("(?:abc)+ q", ("abc",)),
+        ("(?:abc)? q", ("",)),  # optional: not required
+        ("(?i:abc)", ("",)),  # a case-insensitive part is no literal
+        ("(?=abc)x", ("",)),
+    ],
+)
+def test_needles(pattern: str, expected: tuple[str, ...]) -> None:
+    assert needles(pattern) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,7 +10,13 @@ from hypothesis import strategies as st
 from detector.config import FeatureSettings
 from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
-from detector.features.request import EventFeatures, extract, truncate_utf8
+from detector.features.request import (
+    EventFeatures,
+    extract,
+    network_of,
+    networks_of,
+    truncate_utf8,
+)
 
 NO_TAGS = IntentTagger({})
 
@@ -94,3 +101,21 @@ def test_prompt_chars_counts_the_truncated_prompt(prompt: str, max_bytes: int) -
     f = features(QueryEvent("e", 1.0, "a", "m", prompt=prompt), max_bytes)
     assert f.prompt_chars == len(truncate_utf8(prompt, max_bytes))
     assert f.prompt_chars <= len(prompt)
+
+
+@pytest.mark.parametrize(
+    ("ip", "expected"),
+    [
+        ("203.0.113.77", ("203.0.113.0/24", "203.0.0.0/16")),
+        ("255.255.255.255", ("255.255.255.0/24", "255.255.0.0/16")),
+        ("2001:db8:aa:bb::1", ("2001:db8:aa::/48", "2001:db8::/32")),
+        ("2001:db8::1%1", ("2001:db8::/48", "2001:db8::/32")),
+        ("::ffff:1.2.3.4", ("::/48", "::/32")),
+        ("1.2.3.4 ", ("", "")),
+        (None, ("", "")),
+    ],
+)
+def test_networks_of_an_address(ip: str | None, expected: tuple[str, str]) -> None:
+    """Both prefixes as ``ipaddress.ip_network("address/prefix", strict=False)`` writes them."""
+    assert networks_of(ip) == expected
+    assert (network_of(ip), network_of(ip, wide=True)) == expected

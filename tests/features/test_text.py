@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import random
+import re
 
 import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detector.features.text import MAX_TOKENS, hamming, normalise, simhash, simhashes
+from detector.features.text import (
+    _SLOTS,
+    MAX_TOKENS,
+    SLOTS_PLAIN,
+    hamming,
+    normalise,
+    simhash,
+    simhashes,
+)
 
 TEMPLATE = (
     "You are a strict grader. Score the answer below from 1 to 10 against this rubric: correctness, "
@@ -76,3 +86,41 @@ def _reference_simhash(tokens: list[str]) -> int:
     ] or words
     votes = [sum(1 if g >> bit & 1 else -1 for g in grams) for bit in range(64)]
     return sum(1 << bit for bit, v in enumerate(votes) if v > 0) if grams else 0
+
+
+def test_slot_pattern_matches_its_plain_form() -> None:
+    """``_SLOTS`` is ``SLOTS_PLAIN`` rewritten for speed: the same substitutions on any text."""
+    plain = re.compile(SLOTS_PLAIN)
+    rng = random.Random(3)
+    alphabet = 'abcdefxyz_0123456789`". ,:\u0663\u00e9A'  # \u0663: an Arabic-Indic digit
+    texts = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(20_000)
+    ]
+    texts += ["0xdeadbeef12", 'xyzabcdef12 `a1` "b 2" 10:45,3.5', "`" + "a" * 90 + "`"]
+    for t in texts:
+        assert _SLOTS.sub(" 0 ", t) == plain.sub(" 0 ", t), t
+
+
+def _reference_simhash(tokens: list[str]) -> int:
+    """The SimHash of ``simhashes``, one bit at a time."""
+    if not tokens:
+        return 0
+    words = [xxhash.xxh64_intdigest(t.encode()) for t in tokens]
+    if len(words) == 1:
+        return words[0]
+    mask = (1 << 64) - 1
+    grams = [
+        ((a * 0x9E3779B97F4A7C15) & mask) ^ (((b << 31) | (b >> 33)) & mask)
+        for a, b in itertools.pairwise(words)
+    ]
+    return sum(1 << k for k in range(64) if 2 * sum(g >> k & 1 for g in grams) > len(grams))
+
+
+def test_simhashes_match_the_reference_on_short_and_long_documents() -> None:
+    """Up to 256 tokens the bit votes are summed 8 lanes at a time; beyond, one at a time."""
+    rng = random.Random(8)
+    vocabulary = [f"w{i}" for i in range(50)]
+    for longest in (256, 400):
+        docs = [[rng.choice(vocabulary) for _ in range(rng.randint(0, longest))] for _ in range(40)]
+        docs += [[rng.choice(vocabulary) for _ in range(longest)]]
+        assert simhashes(docs) == [_reference_simhash(d) for d in docs]
