@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from re import _constants as sre  # the stdlib's regex parser (3.11+), only to read
-from re import _parser  # a pattern's required literals: see ``needles``
 from typing import Any
+
+try:  # the stdlib's regex parser (3.11+), only to read a pattern's required literals
+    from re import _constants as sre
+    from re import _parser
+except ImportError:  # a private module: without it every pattern is simply searched
+    _parser = None  # type: ignore[assignment]
 
 TAGS = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
 BIT = {name: 1 << i for i, name in enumerate(TAGS)}
@@ -89,6 +93,8 @@ def needles(pattern: str) -> tuple[str, ...]:
     >>> needles("(?i)rubric"), needles("a.b")
     (('',), ('',))
     """
+    if _parser is None:
+        return ("",)
     parsed = _parser.parse(pattern)
     if parsed.state.flags & re.IGNORECASE:  # a literal would match other cases too
         return ("",)
