@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from detector.config import ServiceSettings
 from detector.errors import ServiceUnavailable
+from detector.events import RawRecord
 from detector.health import Health
 from detector.io.kafka import KafkaSource
 from detector.metrics import Metrics
@@ -51,12 +52,15 @@ class Worker:
                 continue
             # The previous batch is committed as soon as this one's first round trip wrote it.
             result = self._until_done(
-                lambda r=records: self.pipeline.process(r, self.source.commit), stop
+                lambda r=records: self.pipeline.process(r, self._commit_soon), stop
             )
             if result is None:
                 break  # asked to stop while a dependency was down: leave the batch uncommitted
         self._commit(self._until_done(self.pipeline.flush, stop))  # one try: we are stopping
         self.source.close()
+
+    def _commit_soon(self, records: list[RawRecord]) -> None:
+        self.source.commit(records, wait=False)  # the worker carries on processing meanwhile
 
     def _commit(self, result: BatchResult | None) -> None:
         if result is not None and result.durable:

@@ -163,8 +163,12 @@ class KafkaSource:
             self._consumer.resume(*self._consumer.paused())
             self._paused = False
 
-    def commit(self, records: list[RawRecord]) -> bool:
-        """Commit the offsets after ``records``; False if the group moved the partitions away."""
+    def commit(self, records: list[RawRecord], wait: bool = True) -> bool:
+        """Commit the offsets after ``records``; False if the group moved the partitions away.
+
+        Without ``wait`` the commit is sent and not waited for: the effects are already
+        written, and if it fails a later commit covers these offsets.
+        """
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
@@ -173,11 +177,12 @@ class KafkaSource:
         if not offsets:
             return True
         try:
-            self._consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+            if wait:
+                self._consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+            else:
+                self._consumer.commit_async(offsets, callback=_refused)
         except KafkaError as exc:
-            # A rebalance took the partitions: the new owner gets the records again and the
-            # per-account watermarks in Redis make sure nothing is counted twice.
-            log.warning("offset commit refused (%s): records will be redelivered", exc)
+            _refused(offsets, exc)
             return False
         return True
 
@@ -194,6 +199,13 @@ class KafkaSource:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+def _refused(offsets: Mapping[TopicPartition, OffsetAndMetadata], outcome: object) -> None:
+    # A rebalance took the partitions: the new owner gets the records again and the
+    # per-account watermarks in Redis make sure nothing is counted twice.
+    if isinstance(outcome, Exception):
+        log.warning("offset commit refused (%s): records will be redelivered", outcome)
 
 
 class _ProducerSink:
