@@ -7,7 +7,9 @@ write made durable go to ``on_durable`` at once, so the caller commits them whil
 batch is still being processed, and are listed again in the result.
 
 Alerts are published before the state write, so a crash between the two re-sends the
-same alerts (same ``alert_id``) rather than losing them. Campaign and member alerts are
+same alerts (same ``alert_id``) rather than losing them. A batch's alerts and dead letters
+are handed to the producer when it ends and waited for just before its write, by when the
+broker has long acknowledged them; a failed delivery sends them again on the next try. Campaign and member alerts are
 marked as sent in that same write, so a crash before it re-sends them too, and the
 campaign link step counts a partition's events only once (link watermarks).
 """
@@ -25,7 +27,7 @@ from detector.config import Settings
 from detector.decode import decode_batch
 from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.detectors.suite import DetectorSuite
-from detector.events import RawRecord
+from detector.events import DeadLetter, RawRecord
 from detector.features import EventFeatures, extract_batch
 from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
@@ -84,6 +86,9 @@ class Pipeline:
         # The last batch, processed and published but not yet written: (state, commands, records).
         self._unwritten: tuple[LoadedBatch, list[tuple[Any, ...]], list[RawRecord]] | None = None
         self._durable: list[RawRecord] = []  # written, not yet handed to the caller
+        # Alerts and dead letters of the unwritten batch, and whether a delivery of them failed.
+        self._undelivered: tuple[list[dict[str, Any]], list[DeadLetter]] = ([], [])
+        self._resend = False
 
     def process(
         self, records: list[RawRecord], on_durable: Callable[[list[RawRecord]], Any] | None = None
@@ -99,6 +104,7 @@ class Pipeline:
         # batch's features, so that batch is committed as early as it can be.
         reads = [self.campaigns.watermarks_command()] if self.campaigns else []
         write = self._unwritten
+        self._deliver()
         accounts = (e.account_id for e in events)
         loaded = self.store.load(accounts, reads, *(write[:2] if write else (None, None)))
         if write is not None:
@@ -129,8 +135,7 @@ class Pipeline:
                 records[0].topic, counted, applied, loaded.states, suspicion, result
             )
         self.alerts.send(result.alerts)
-        self.alerts.flush()
-        self.dead_letters.flush()
+        self._undelivered = (result.alerts, dead)
         self._unwritten = (loaded, self._checkpoint_due() + marks, records)
         result.durable, self._durable = self._durable, []
         self._observe(result, dead, time.perf_counter() - started)
@@ -144,6 +149,7 @@ class Pipeline:
         """Write the last batch's state now (the stream paused, or the worker stops)."""
         result = BatchResult()
         if self._unwritten is not None:
+            self._deliver()
             loaded, commands, records = self._unwritten
             self._written(records, self.store.save(loaded, commands), result)
         result.durable, self._durable = self._durable, []
@@ -153,6 +159,17 @@ class Pipeline:
 
     def close(self) -> None:
         self.store.close()
+
+    def _deliver(self) -> None:
+        """Wait until the unwritten batch's alerts and dead letters are acknowledged."""
+        alerts, dead = self._undelivered
+        if self._resend:  # the last try failed: the producer has dropped them
+            self.alerts.send(alerts)
+            self.dead_letters.send(dead)
+        self._resend = True
+        self.alerts.flush()
+        self.dead_letters.flush()
+        self._undelivered, self._resend = ([], []), False
 
     def _written(self, records: list[RawRecord], conflicts: list[str], result: BatchResult) -> None:
         self._unwritten = None

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from detector.app import build_pipeline
 from detector.config import Settings
 from detector.contract import ALERT_SCHEMA, validator
+from detector.errors import ServiceUnavailable
 from detector.events import RawRecord
 from detector.io.files import JsonlDeadLetterSink
 from detector.metrics import Metrics
@@ -136,6 +137,46 @@ def test_each_batch_is_durable_once_the_next_one_or_a_flush_has_written_it(
     assert pipeline.flush().durable == two
     assert pipeline.flush().durable == []
     assert account_event_counts(redis_settings) == {"acct-0": 6, "acct-1": 6}
+    pipeline.close()
+    client.close()
+
+
+class FlakyAlerts(ListAlerts):
+    """A producer whose flush fails ``failures`` times: what it held is dropped, as a real one's is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered: list[dict[str, Any]] = []
+        self.failures = 0
+
+    def flush(self) -> None:
+        pending, self.sent = self.sent, []
+        if self.failures:
+            self.failures -= 1
+            raise ServiceUnavailable("kafka: 1 messages to alerts not delivered")
+        self.delivered += pending
+
+
+def test_a_failed_alert_delivery_sends_again_and_holds_the_write_back(
+    redis_settings: Settings,
+) -> None:
+    client = connect(redis_settings.redis)
+    alerts = FlakyAlerts()
+    pipeline = _pipeline(redis_settings, client, alerts)
+    batch = _records(4, 30)
+    pipeline.process(batch)
+    published = {a["alert_id"] for a in alerts.sent}
+    assert published, "the batch must alert for this test to mean anything"
+    after = _records(4, 1, start=30)
+    alerts.failures = 1
+    with pytest.raises(ServiceUnavailable):
+        pipeline.process(after)  # the batch's alerts are not acknowledged: it is not written
+    assert account_event_counts(redis_settings) == {}
+    handed = []
+    pipeline.process(after, handed.append)  # the worker's retry
+    assert handed == [batch]
+    assert published <= {a["alert_id"] for a in alerts.delivered}
+    assert account_event_counts(redis_settings) == {f"acct-{a}": 30 for a in range(4)}
     pipeline.close()
     client.close()
 
