@@ -7,11 +7,12 @@ write made durable go to ``on_durable`` at once, so the caller commits them whil
 batch is still being processed, and are listed again in the result.
 
 Alerts are published before the state write, so a crash between the two re-sends the
-same alerts (same ``alert_id``) rather than losing them. A batch's alerts and dead letters
-are handed to the producer when it ends and waited for just before its write, by when the
-broker has long acknowledged them; a failed delivery sends them again on the next try. Campaign and member alerts are
+same alerts (same ``alert_id``) rather than losing them. Campaign and member alerts are
 marked as sent in that same write, so a crash before it re-sends them too, and the
-campaign link step counts a partition's events only once (link watermarks).
+campaign link step counts a partition's events only once (link watermarks). A batch's
+alerts and dead letters go to the producer when it ends and are waited for just before
+its write, by when the broker has long acknowledged them; a failed delivery sends them
+again on the next try.
 """
 
 from __future__ import annotations
