@@ -25,8 +25,8 @@ from detector.io.kafka import (
     KafkaAlertSink,
     KafkaDeadLetterSink,
     KafkaSource,
+    configure_kafka_logs,
     ensure_topics,
-    keep_payloads_out_of_logs,
     make_producer,
 )
 from detector.metrics import Metrics
@@ -103,7 +103,7 @@ def run_service(
     on_started: Callable[[int], None] | None = None,
 ) -> None:
     """``detector run``: consume, detect, alert, commit; until ``stop`` is set."""
-    keep_payloads_out_of_logs()
+    configure_kafka_logs()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     health = Health()

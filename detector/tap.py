@@ -408,9 +408,9 @@ def run_tap(
 
     ``on_started`` gets the events port and the metrics port (useful when both are 0).
     """
-    from detector.io.kafka import ensure_topics, keep_payloads_out_of_logs
+    from detector.io.kafka import configure_kafka_logs, ensure_topics
 
-    keep_payloads_out_of_logs()
+    configure_kafka_logs()
     registry = registry if registry is not None else CollectorRegistry()
     health = Health()
     health_server = HealthServer(

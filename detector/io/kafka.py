@@ -31,11 +31,24 @@ COMMIT_TIMEOUT_MS = 5000
 PAYLOAD_LOGGERS = ("kafka",)  # its producer, fetcher and connection debug lines all carry records
 
 
-def keep_payloads_out_of_logs() -> None:
+class _NotGilWaits(logging.Filter):
+    """kafka-python's I/O thread warns when one of its steps took over 0.1 s. In a worker that
+    keeps the interpreter busy with batches, that is the thread waiting for the GIL, not a
+    fault: a warning every few seconds that on-call cannot act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "blocking the event loop" not in record.getMessage()
+
+
+def configure_kafka_logs() -> None:
+    """No record values in kafka-python's logs, and none of its GIL-wait warnings."""
     for name in PAYLOAD_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.INFO:
             logger.setLevel(logging.INFO)
+    selector = logging.getLogger("kafka.net.selector")
+    if not any(isinstance(f, _NotGilWaits) for f in selector.filters):
+        selector.addFilter(_NotGilWaits())
 
 
 def connection_options(

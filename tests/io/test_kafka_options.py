@@ -1,14 +1,16 @@
-"""Kafka connection options: TLS and SASL from settings, the password from the environment or a file."""
+"""Kafka connection options (TLS and SASL from settings, the password from the environment or a
+file) and what kafka-python may log."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from detector.config import KafkaSettings, Settings
 from detector.errors import ConfigError
-from detector.io.kafka import connection_options
+from detector.io.kafka import configure_kafka_logs, connection_options
 
 
 def test_plaintext_by_default() -> None:
@@ -48,3 +50,19 @@ def test_missing_password_names_what_to_set() -> None:
 def test_unknown_protocol_is_refused_at_start_up() -> None:
     with pytest.raises(ConfigError, match=r"kafka\.security_protocol"):
         Settings().with_overrides(kafka={"security_protocol": "TLS"})
+
+
+def test_kafka_logs_drop_gil_waits_but_not_other_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    configure_kafka_logs()
+    configure_kafka_logs()  # idempotent: one filter
+    selector = logging.getLogger("kafka.net.selector")
+    assert len(selector.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="kafka.net.selector"):
+        selector.warning(
+            "Task %r ran for %.3fs (>%.3fs threshold). It is blocking the event loop", 1, 0.2, 0.1
+        )
+        selector.warning("Wakeup socket returned empty. Rebuilding.")
+    assert [r.getMessage() for r in caplog.records] == ["Wakeup socket returned empty. Rebuilding."]
+    assert logging.getLogger("kafka").getEffectiveLevel() >= logging.INFO
