@@ -52,6 +52,14 @@ _INTEGER_FIELDS = tuple(
     if spec.get("type") == "integer"
 )
 
+# The contract's number fields are floats in an event, also when the JSON wrote an integer
+# (as the fast path decodes them; past 2**53 the two differ in the last digit).
+_NUMBER_FIELDS = tuple(
+    name
+    for name, spec in load_schema(QUERY_EVENT_SCHEMA)["properties"].items()
+    if spec.get("type") in ("number", ["number", "null"])
+)
+
 
 def _wire_type(spec: dict[str, Any]) -> Any:
     """The msgspec type of one schema property, with the same bounds."""
@@ -125,6 +133,9 @@ def _decode_slowly(record: RawRecord, not_after: float) -> QueryEvent | DeadLett
     for name in _INTEGER_FIELDS:
         if isinstance(data.get(name), float):
             return DeadLetter("out_of_range", f"field {name}: integer beyond 64 bits", record)
+    for name in _NUMBER_FIELDS:
+        if type(data.get(name)) is int:
+            data[name] = float(data[name])
     if data["ts"] > not_after:
         return _too_late(data["ts"], not_after, record)
     known = {k: v for k, v in data.items() if k in CONTRACT_FIELDS}

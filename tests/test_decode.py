@@ -261,6 +261,13 @@ _valid_like = st.fixed_dictionaries(
 )
 
 
+def test_an_integer_time_past_2_53_decodes_alike_on_both_paths() -> None:
+    value = b'{"event_id": "0", "ts": 9007199254740993, "account_id": "0", "model": "m"}'
+    fast, reference = decode_record(record(value)), _decode_slowly(record(value), math.inf)
+    assert isinstance(fast, QueryEvent) and fast == reference  # found by the property below
+    assert type(fast.ts) is float
+
+
 @settings(max_examples=500)
 @given(_valid_like.map(lambda v: json.dumps(v).encode()))  # json: integers past 64 bits too
 def test_the_fast_path_accepts_only_what_the_schema_accepts(value: bytes) -> None:
