@@ -133,22 +133,13 @@ def _features(
     )
 
 
-def network_of(ip: str | None, wide: bool = False) -> str:
-    """The /24 of an IPv4 address or the /48 of an IPv6 one (``wide``: /16 and /32); empty if
-    it is not an address.
-
-    >>> network_of("203.0.113.77"), network_of("2001:db8:aa:bb::1"), network_of("nonsense")
-    ('203.0.113.0/24', '2001:db8:aa::/48', '')
-    >>> network_of("203.0.113.77", wide=True)
-    '203.0.0.0/16'
-    """
-    return networks_of(ip)[wide]
-
-
 @functools.lru_cache(maxsize=65536)  # addresses repeat; parsing one costs ~3 us, a network ~3 us
 def networks_of(ip: str | None) -> tuple[str, str]:
-    """``network_of(ip)`` and ``network_of(ip, wide=True)``, from one parse of the address.
+    """The /24 of an IPv4 address or the /48 of an IPv6 one (linking evidence), and its /16 or
+    /32 (the origin a source alert names), from one parse; empty if it is not an address.
 
+    >>> networks_of("203.0.113.77"), networks_of("2001:db8:aa:bb::1"), networks_of("nonsense")
+    (('203.0.113.0/24', '203.0.0.0/16'), ('2001:db8:aa::/48', '2001:db8::/32'), ('', ''))
     >>> networks_of("fe80::1%eth0")
     ('fe80::/48', 'fe80::/32')
     """

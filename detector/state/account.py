@@ -162,7 +162,7 @@ class AccountState:
         mark, _, body = value.partition(b";")
         fields = msgpack.unpackb(body)
         if fields[0] != STATE_FORMAT:
-            return cls(windows=[Window() for _ in range(n_windows)])
+            return cls.from_bytes(None, n_windows)
         (_, n, first, last, created, ids, rate, rate_ts, late, cd, raw_windows, profile,
          distinct) = fields  # fmt: skip
         windows = [Window(*w) for w in raw_windows][:n_windows]

@@ -13,7 +13,6 @@ from detector.features.intent import IntentTagger
 from detector.features.request import (
     EventFeatures,
     extract,
-    network_of,
     networks_of,
     truncate_utf8,
 )
@@ -118,4 +117,3 @@ def test_prompt_chars_counts_the_truncated_prompt(prompt: str, max_bytes: int) -
 def test_networks_of_an_address(ip: str | None, expected: tuple[str, str]) -> None:
     """Both prefixes as ``ipaddress.ip_network("address/prefix", strict=False)`` writes them."""
     assert networks_of(ip) == expected
-    assert (network_of(ip), network_of(ip, wide=True)) == expected
