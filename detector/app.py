@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -37,6 +38,20 @@ from detector.state.store import AccountStore, connect
 
 log = logging.getLogger(__name__)
 REDIS_WAIT_S = 30.0
+# The pipeline allocates a few dozen objects per event, so with the default young-generation
+# threshold (700) the cyclic collector ran every few events and, every ~10,000 events, walked
+# the ~240,000 objects the imports and the model leave behind: ~90 ms each time, a tenth of
+# the run and a latency spike. ``settle_heap`` freezes those and collects less often.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Once set up: what exists now lives as long as the process, so keep the collector
+    away from it (``gc.freeze``), and run young collections every ``GC_YOUNG_THRESHOLD``
+    allocations. Events leave little cyclic garbage; the bound on it stays small."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def checkpoint_key(settings: Settings) -> str:
@@ -131,6 +146,7 @@ def run_service(
             checkpoint_key(settings),
         )
         source = KafkaSource(settings.kafka, metrics)
+        settle_heap()
         log.info(
             "consuming %s as group %s; metrics on http://%s:%d/metrics",
             settings.kafka.input_topic,
@@ -211,6 +227,7 @@ def replay(
             JsonlDeadLetterSink(dead_out, local.service.redact_dlq_payload),
             metrics,
         )
+        settle_heap()
         started = time.perf_counter()
         for batch in batches(records, local.kafka.poll_max_records):
             result = pipeline.process(batch)
