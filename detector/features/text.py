@@ -15,10 +15,12 @@ import xxhash
 # Masked values: numbers, hex ids, short quoted values, i.e. ``SLOTS_PLAIN``. ``_SLOTS`` is the
 # same pattern opened by a class of the four alternatives' first characters, each alternative
 # then checking the character it starts with: the regex engine skips to the next position
-# that can start a value instead of trying all four everywhere (sub ~25% faster).
+# that can start a value instead of trying all four everywhere. Its runs are possessive
+# (``*+``, ``{7,}+``): nothing follows them, so giving characters back can never make a match,
+# and the engine no longer records how it could (the sub is ~30% faster).
 SLOTS_PLAIN = r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\""
 _SLOTS = re.compile(
-    r"[\da-f`\"](?:(?<=\d)\d*(?:[.,:]\d+)*|(?<=[a-f])[0-9a-f]{7,}|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
+    r"[\da-f`\"](?:(?<=\d)\d*+(?:[.,:]\d+)*+|(?<=[a-f])[0-9a-f]{7,}+|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
 )
 _TOKENS = re.compile(r"[a-z_]+|0")
 MAX_TOKENS = 256  # bound the work per prompt: the template shows in its first few hundred words

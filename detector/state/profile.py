@@ -15,7 +15,6 @@ import xxhash
 
 from detector.features.intent import BIT, HARVEST_MASK, HARVEST_TAGS, TAGS
 from detector.features.request import EventFeatures
-from detector.features.text import hamming
 
 SHARES = (
     "dup",
@@ -27,8 +26,9 @@ SHARES = (
     "fixed_temperature",
     "system_reuse",
 )
-MEANS = ("log_out_in", "log_gap", "log_gap_sq")
+MEANS = ("log_out_in", "log_gap", "log_gap_sq")  # the gap pair last: a first event has no gap
 _FIELDS = SHARES + MEANS
+INDEX = {name: i for i, name in enumerate(_FIELDS)}  # position of each mean in Profile.means
 _MEANS_FORMAT = f"<{len(_FIELDS)}d"
 _TEMPLATE = struct.Struct("<QI")  # fingerprint, near-duplicates seen
 _COUNT_MAX = 2**32 - 1
@@ -37,12 +37,19 @@ TICK_BUCKET_S = 10  # lockstep resolution: requests of one scheduler tick land i
 TICK_HASHES = 8
 TICK_EMPTY = 2**32 - 1  # above every xxh32 minimum but one, and fits the packed u32
 HOUR_CAP = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
-_TAG_BITS = tuple((tag, BIT[tag]) for tag in TAGS)
+# The tag shares of an event, in TAGS order, then "harvest", for each value of its tag bits.
+_TAG_SHARES = tuple(
+    (*(1.0 if tags & BIT[t] else 0.0 for t in TAGS), 1.0 if tags & HARVEST_MASK else 0.0)
+    for tags in range(1 << len(TAGS))
+)
+_TAG_MASK = (1 << len(TAGS)) - 1
+# h * log(h) for every count an hour can hold (the cap halves them past HOUR_CAP in all).
+_XLOGX = [0.0] + [h * math.log(h) for h in range(1, HOUR_CAP + 2)]
 
 
 @dataclass(slots=True)
 class Profile:
-    means: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_FIELDS, 0.0))
+    means: list[float] = field(default_factory=lambda: [0.0] * len(_FIELDS))  # _FIELDS order
     templates: list[list[int]] = field(default_factory=list)  # [fingerprint, near-duplicates seen]
     chain: int = 0
     chain_max: int = 0
@@ -53,12 +60,14 @@ class Profile:
     # MinHash of the account's active time buckets: accounts driven by one scheduler
     # (lockstep) end up with the same minima, honest accounts almost never do.
     ticks: list[int] = field(default_factory=lambda: [TICK_EMPTY] * TICK_HASHES)
+    # The last bucket folded into ``ticks`` (not stored): folding it again changes nothing.
+    last_tick: int = field(default=-1, compare=False, repr=False)
 
     # Exact float64s: a value rounded at each write would drift with the batch boundaries.
     def to_list(self) -> list[object]:
         """The profile as msgpack-ready values (packed into the account's stored value)."""
         return [
-            struct.pack(_MEANS_FORMAT, *(self.means[k] for k in _FIELDS)),
+            struct.pack(_MEANS_FORMAT, *self.means),
             b"".join(_TEMPLATE.pack(fp, min(n, _COUNT_MAX)) for fp, n in self.templates),
             self.chain,
             self.chain_max,
@@ -73,7 +82,7 @@ class Profile:
     def from_list(cls, values: list[object]) -> Profile:
         means, templates, chain, chain_max, seen, temperature, system, hours, ticks = values
         return cls(
-            means=dict(zip(_FIELDS, struct.unpack(_MEANS_FORMAT, means), strict=True)),  # type: ignore[arg-type]
+            means=list(struct.unpack(_MEANS_FORMAT, means)),  # type: ignore[arg-type]
             templates=[list(t) for t in _TEMPLATE.iter_unpack(templates)],  # type: ignore[arg-type]
             chain=chain,  # type: ignore[arg-type]
             chain_max=chain_max,  # type: ignore[arg-type]
@@ -100,36 +109,39 @@ def update(
     profile.chain_max = max(profile.chain_max, profile.chain)
 
     temperature = -1.0 if feat.temperature is None else feat.temperature
-    values = {
-        "dup": float(dup),
-        "harvest": float(bool(feat.tags & HARVEST_MASK)),
-        "at_limit": float(feat.at_limit),
-        "single_turn": float(feat.single_turn),
-        "stream_off": float(feat.stream is not True),
-        "fixed_temperature": float(events > 1 and temperature == profile.last_temperature),
-        "system_reuse": float(feat.system_hash != 0 and feat.system_hash == profile.last_system),
-        "log_out_in": math.log((feat.tokens_out + 1) / (feat.tokens_in + 1)),
-    }
-    for tag, bit in _TAG_BITS:
-        values[tag] = float(bool(feat.tags & bit))
+    # In _FIELDS order; without a gap the last two means are left as they are.
+    values = (
+        1.0 if dup else 0.0,
+        *_TAG_SHARES[feat.tags & _TAG_MASK],
+        1.0 if feat.at_limit else 0.0,
+        1.0 if feat.single_turn else 0.0,
+        0.0 if feat.stream is True else 1.0,
+        1.0 if events > 1 and temperature == profile.last_temperature else 0.0,
+        1.0 if feat.system_hash != 0 and feat.system_hash == profile.last_system else 0.0,
+        math.log((feat.tokens_out + 1) / (feat.tokens_in + 1)),
+    )
     if gap_s is not None:
-        values["log_gap"] = math.log1p(max(0.0, gap_s))
-        values["log_gap_sq"] = values["log_gap"] ** 2
+        log_gap = math.log1p(max(0.0, gap_s))
+        values += (log_gap, log_gap**2)
     weight = max(1.0 / horizon, 1.0 / events)  # exact mean until ``horizon`` events
     means = profile.means
-    for key, value in values.items():
-        means[key] += weight * (value - means[key])
+    means[: len(values)] = [m + weight * (v - m) for m, v in zip(means, values, strict=False)]
     profile.last_temperature = temperature
     profile.last_system = feat.system_hash
 
-    profile.hours[int(feat.ts // 3600) % HOURS] += 1
-    bucket = int(feat.ts // TICK_BUCKET_S).to_bytes(8, "little", signed=True)
-    for i in range(TICK_HASHES):
-        h = xxhash.xxh32_intdigest(bucket, seed=i)
-        if h < profile.ticks[i]:
-            profile.ticks[i] = h
-    if sum(profile.hours) > HOUR_CAP:
-        profile.hours = [h // 2 for h in profile.hours]
+    hours = profile.hours
+    hours[int(feat.ts // 3600) % HOURS] += 1
+    if sum(hours) > HOUR_CAP:
+        profile.hours = [h // 2 for h in hours]
+    tick = int(feat.ts // TICK_BUCKET_S)
+    if tick != profile.last_tick:
+        bucket = tick.to_bytes(8, "little", signed=True)
+        ticks = profile.ticks
+        for i in range(TICK_HASHES):
+            h = xxhash.xxh32_intdigest(bucket, seed=i)
+            if h < ticks[i]:
+                ticks[i] = h
+        profile.last_tick = tick
 
 
 def _match_template(profile: Profile, fingerprint: int, near_bits: int, max_templates: int) -> bool:
@@ -137,7 +149,7 @@ def _match_template(profile: Profile, fingerprint: int, near_bits: int, max_temp
     if fingerprint == 0:
         return False
     for entry in profile.templates:
-        if hamming(entry[0], fingerprint) <= near_bits:
+        if (entry[0] ^ fingerprint).bit_count() <= near_bits:  # hamming(), inlined: per template
             entry[1] += 1
             return True
     profile.templates_seen += 1
@@ -152,11 +164,11 @@ def focus(profile: Profile, min_share: float = 0.2) -> str:
     """The harvested capability the account's recent prompts target most, if any does notably.
 
     >>> p = Profile()
-    >>> p.means.update(rubric=0.7, reasoning=0.3)
+    >>> p.means[INDEX["rubric"]], p.means[INDEX["reasoning"]] = 0.7, 0.3
     >>> focus(p)
     'rubric'
     """
-    share, tag = max((profile.means[t], t) for t in HARVEST_TAGS)
+    share, tag = max((profile.means[INDEX[t]], t) for t in HARVEST_TAGS)
     return tag if share >= min_share else ""
 
 
@@ -189,17 +201,21 @@ def flatness(hours: list[int]) -> float:
     total = sum(hours)
     if total == 0:
         return 0.0
-    entropy = -sum(h / total * math.log(h / total) for h in hours if h)
+    try:  # -sum(p log p) with p = h / total, from a table: this runs for every event
+        entropy = math.log(total) - sum(map(_XLOGX.__getitem__, hours)) / total
+    except IndexError:  # a count past the cap (not written by this version)
+        entropy = -sum(h / total * math.log(h / total) for h in hours if h)
     return min(1.0, max(0.0, entropy / math.log(HOURS)))
 
 
 def derived(profile: Profile) -> dict[str, float]:
     """The profile as the detectors read it."""
     m = profile.means
-    gap_var = max(0.0, m["log_gap_sq"] - m["log_gap"] ** 2)
-    values = {k: m[k] for k in SHARES}
+    log_out_in, log_gap, log_gap_sq = m[len(SHARES) :]
+    gap_var = max(0.0, log_gap_sq - log_gap**2)
+    values = dict(zip(SHARES, m, strict=False))  # the shares lead the means
     values.update(
-        out_in_ratio=math.exp(m["log_out_in"]),
+        out_in_ratio=math.exp(log_out_in),
         gap_log_std=math.sqrt(gap_var),
         hour_flatness=flatness(profile.hours),
         template_chain=float(profile.chain),
@@ -211,5 +227,8 @@ def derived(profile: Profile) -> dict[str, float]:
 
 
 def _top_template_share(profile: Profile) -> float:
-    counts = [n + 1 for _, n in profile.templates]
-    return max(counts) / sum(counts) if counts else 0.0
+    """Share of the most followed template among the remembered ones (each counts itself)."""
+    if not profile.templates:
+        return 0.0
+    seen = [n for _, n in profile.templates]
+    return (max(seen) + 1) / (sum(seen) + len(seen))
