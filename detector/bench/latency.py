@@ -1,14 +1,14 @@
 """End-to-end latency at a fixed offered load: from an event's production to the commit of
 the batch that carried it.
 
-Method. The bench produces events at a fixed rate (a paced producer with ``linger_ms=0``)
-and notes, per event, the monotonic time at which it called ``send`` and, from the
-acknowledgement, the partition and offset the event got. Meanwhile a thread reads the
-group's committed offsets every ``POLL_EVERY_S`` (OffsetFetch, without joining the
-group). An event at offset ``o`` of partition ``p`` is committed at the first read that
-shows ``committed[p] > o``; its latency is the time that read returned minus its send
-time. The read can only be later than the real commit, never earlier, so the figures are
-upper bounds, by at most one read interval (reported as ``resolution_ms``). Sender and
+Method. The bench produces events at a fixed rate (a paced producer that batches for at most
+``PACED_LINGER_MS``, like a gateway's) and notes, per event, the monotonic time at which it
+called ``send`` and, from the acknowledgement, the partition and offset the event got.
+Meanwhile a thread reads the group's committed offsets every ``POLL_EVERY_S`` (OffsetFetch,
+without joining the group). An event at offset ``o`` of partition ``p`` is committed at the
+first read that shows ``committed[p] > o``; its latency is the time that read returned minus
+its send time. The read can only be later than the real commit, never earlier, so the figures
+are upper bounds, by at most one read interval (reported as ``resolution_ms``). Sender and
 reader are one process and one clock, so no clock skew enters.
 
 The workers join first (a warm-up trickle until every worker has processed a batch and

@@ -9,6 +9,7 @@ import orjson
 from rich.table import Table
 
 from detector.bench.stats import ratio, spread
+from detector.bench.topic import PACED_LINGER_MS
 
 if TYPE_CHECKING:
     from detector.bench.events import BenchEvents
@@ -30,9 +31,9 @@ METHOD = {
     "first sample where the group's committed offsets reach every partition's end; sampled every "
     "0.1 s (committed offsets by OffsetFetch without joining, RSS of each worker; /metrics only "
     "until every worker consumed and at the end, as scrapes cost the worker CPU)",
-    "latency": "paced producer (linger 0) at a share (default half) of the median maximum of "
-    "that deployment; send "
-    "time per event from the producer side, commit time = first OffsetFetch read (every 5 ms) "
+    "latency": f"paced producer (batching for up to {PACED_LINGER_MS} ms, included) at a share "
+    "(default half) of the median maximum of that deployment; send time per event from the "
+    "producer side, commit time = first OffsetFetch read (every 5 ms) "
     "showing the event's offset committed: an upper bound by at most resolution_ms",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "
     "assumes no other client on that Redis), round trips from the workers' "
