@@ -100,6 +100,7 @@ class StateSettings(_Section):
     profile_events: int = Field(default=50, ge=2)
     near_duplicate_bits: int = Field(default=20, ge=0, le=32)
     recent_templates: int = Field(default=8, ge=1, le=32)
+    cache_accounts: int = Field(default=10_000, ge=0)
 
     @model_validator(mode="after")
     def _windows_sorted(self) -> StateSettings:

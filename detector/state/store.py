@@ -1,16 +1,25 @@
 """Account state in Redis: one pipelined round trip writes the previous batch and loads the next.
 
 Each account is one binary value under a key with the account as hash tag
-(``acct:{<id>}``), so the code runs unchanged on Redis Cluster. Loading is one MGET.
-Writing is a compare-and-set on the account's watermark, which makes the write atomic
-per account and refuses it if another worker applied events meanwhile. The write goes
-first in the round trip, so an account in both batches is loaded as just written.
+(``acct:{<id>}``). Writing is a compare-and-set on the account's watermark, which makes
+the write atomic per account and refuses it if another worker applied events meanwhile.
+The write goes first in the round trip, so an account in both batches is loaded as just
+written. Loading is one script call over the batch's keys (on Redis Cluster, one per slot
+would be needed, as for MGET).
+
+A worker keeps the states it loaded (``state.cache_accounts``, least recently used out). A
+state is a pure function of the events applied to it, and its watermark names the last
+one, so when Redis holds the watermark the cached state carries, it holds that very state:
+the load then sends back a 1 instead of the value, and nothing is decoded. Any other
+watermark (another worker's write, a refused or lost write, a batch retried after its
+state was changed in memory, an expired key) sends the value, as without a cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +41,21 @@ local mark = cur and string.match(cur, '^[^;]*;') or '-1,-1;'
 if mark ~= ARGV[1] and mark ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 return 1
+"""
+
+# Each key's value, or 1 where it starts with the watermark the worker's cached state carries.
+_LOAD_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  local mark = ARGV[i]
+  if value and mark ~= '' and string.sub(value, 1, #mark) == mark then
+    out[i] = 1
+  else
+    out[i] = value or false
+  end
+end
+return out
 """
 
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
@@ -83,6 +107,8 @@ class AccountStore:
         self._state = state_settings
         self._metrics = metrics
         self._save_sha = sha1(_SAVE_LUA)
+        self._load_sha = sha1(_LOAD_LUA)
+        self._cached: OrderedDict[str, AccountState] = OrderedDict()
 
     def key(self, account_id: str) -> str:
         return f"{self._prefix}acct:{{{account_id}}}"
@@ -99,17 +125,36 @@ class AccountStore:
         saves, written = self._saves(write) if write else ([], [])
         writes = saves + list(write_extra or ())
         accounts = list(dict.fromkeys(account_ids))
-        loads: list[tuple[Any, ...]] = [("MGET", *map(self.key, accounts))] if accounts else []
+        loads: list[tuple[Any, ...]] = []
+        held = [self._cached.get(a) for a in accounts]
+        if accounts:
+            marks = [s.watermark_text() if s else "" for s in held]
+            keys = map(self.key, accounts)
+            loads.append(("EVALSHA", self._load_sha, len(accounts), *keys, *marks))
         replies = self._execute(writes + loads + list(reads or ()), "load")
         conflicts = [a for a, ok in zip(written, replies, strict=False) if not ok]
         rest = replies[len(writes) :]
         values = rest.pop(0) if accounts else []
-        n_windows = len(self._state.windows_s)
-        states = {
-            a: AccountState.from_bytes(v, n_windows) for a, v in zip(accounts, values, strict=True)
-        }
+        states = {a: self._resolve(a, v, h) for a, v, h in zip(accounts, values, held, strict=True)}
         marks = {a: s.watermark_text() for a, s in states.items()}
         return LoadedBatch(states, marks, rest, conflicts)
+
+    def _resolve(
+        self, account: str, value: bytes | int | None, held: AccountState | None
+    ) -> AccountState:
+        """The account's state from the load's reply: ``held`` (1: Redis holds its watermark),
+        or the value decoded; either is then the most recently used."""
+        if value == 1 and held is not None:
+            state = held
+        else:
+            state = AccountState.from_bytes(value, len(self._state.windows_s))  # type: ignore[arg-type]
+        if self._state.cache_accounts:
+            cached = self._cached
+            cached[account] = state
+            cached.move_to_end(account)
+            if len(cached) > self._state.cache_accounts:
+                cached.popitem(last=False)
+        return state
 
     def save(self, batch: LoadedBatch, extra: list[tuple[Any, ...]] | None = None) -> list[str]:
         """Write changed states back, with ``extra`` commands in the same round trip.
@@ -148,9 +193,10 @@ class AccountStore:
             try:
                 return self._pipeline(commands)
             except redis.exceptions.NoScriptError:
-                # Redis restarted (or was flushed) and forgot the script: load it and run the
+                # Redis restarted (or was flushed) and forgot the scripts: load them and run the
                 # round trip again (every command in it can run twice).
                 self._client.script_load(_SAVE_LUA)
+                self._client.script_load(_LOAD_LUA)
                 return self._pipeline(commands)
         except REDIS_DOWN as exc:
             raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc

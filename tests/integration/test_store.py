@@ -121,3 +121,72 @@ def test_script_cache_loss_is_recovered(store, redis_settings: Settings) -> None
     _apply(loaded, feats, redis_settings)
     assert s.save(loaded) == []
     assert s.load(f.account_id for f in feats).states["acct-1"].events == 2
+
+
+def test_a_state_this_worker_wrote_is_not_decoded_again(store, redis_settings: Settings) -> None:
+    s, _, _ = store
+    loaded = s.load(["acct-1"])
+    _apply(loaded, _feats(3), redis_settings)
+    s.save(loaded)
+    assert s.load(["acct-1"]).states["acct-1"] is loaded.states["acct-1"]
+
+
+def test_a_state_another_worker_changed_is_loaded_from_redis(
+    store, redis_settings: Settings
+) -> None:
+    s, client, _ = store
+    metrics = Metrics(CollectorRegistry())
+    other = AccountStore(client, redis_settings.redis, redis_settings.state, metrics)
+    feats = _feats(5)
+    mine = s.load(["acct-1"])
+    _apply(mine, feats[:2], redis_settings)
+    s.save(mine)
+    theirs = other.load(["acct-1"])  # the partition moved to another worker
+    _apply(theirs, feats[2:], redis_settings)
+    assert other.save(theirs) == []
+    again = s.load(["acct-1"]).states["acct-1"]  # ... and back
+    assert again is not mine.states["acct-1"]
+    assert again.events == 5
+
+
+def test_a_state_changed_but_not_written_is_loaded_from_redis(
+    store, redis_settings: Settings
+) -> None:
+    s, _, _ = store
+    feats = _feats(4)
+    loaded = s.load(["acct-1"])
+    _apply(loaded, feats[:2], redis_settings)
+    s.save(loaded)
+    failed = s.load(["acct-1"])
+    _apply(failed, feats[2:], redis_settings)  # the batch fails before its write, and is retried
+    retried = s.load(["acct-1"]).states["acct-1"]
+    assert retried.events == 2
+    assert _apply(s.load(["acct-1"]), feats[2:], redis_settings)[0] is not None
+
+
+def test_an_expired_state_starts_afresh(store, redis_settings: Settings) -> None:
+    s, client, _ = store
+    loaded = s.load(["acct-1"])
+    _apply(loaded, _feats(3), redis_settings)
+    s.save(loaded)
+    client.delete(s.key("acct-1"))
+    assert s.load(["acct-1"]).states["acct-1"].events == 0
+
+
+@pytest.mark.parametrize("cache_accounts", [0, 2])
+def test_the_cache_holds_at_most_cache_accounts(
+    redis_settings: Settings, cache_accounts: int
+) -> None:
+    settings = redis_settings.with_overrides(state={"cache_accounts": cache_accounts})
+    client = connect(settings.redis, binary=True)
+    s = AccountStore(client, settings.redis, settings.state, Metrics(CollectorRegistry()))
+    accounts = ["acct-1", "acct-2", "acct-3"]
+    loaded = s.load(accounts)
+    for a in accounts:
+        _apply(loaded, _feats(2, account=a), settings)
+    s.save(loaded)
+    again = s.load(accounts)
+    kept = [a for a in accounts if again.states[a] is loaded.states[a]]
+    assert kept == accounts[3 - cache_accounts :]  # the least recently loaded went first
+    assert [again.states[a].events for a in accounts] == [2, 2, 2]
+    client.close()
