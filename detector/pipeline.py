@@ -279,6 +279,9 @@ class Pipeline:
         findings, context = self.suite.evaluate(snap)
         if "anomaly" in context:
             self.metrics.anomaly_score.observe(context["anomaly"]["score"])
+        if not findings:  # most events
+            self.suite.learn(snap, flagged=False)
+            return [], 0.0
         out = []
         cooldown_s = self.settings.alerting.cooldown_s
         for finding in findings:

@@ -14,9 +14,8 @@ Reasons compare each number with the population median over active account-hours
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from river import stats
 
@@ -78,27 +77,35 @@ class BehaviourDetector:
 
     def evaluate(self, snap: Snapshot, context: dict[str, Any]) -> Finding | None:
         # The suite takes one finding per detector; the strongest of the three is reported,
-        # the others' numbers are in its evidence. Its evidence is built once it is chosen and
-        # its reasons when an alert reads them (most findings are in cooldown): formatting them
-        # for every candidate was most of the cost.
+        # the others' numbers are in its evidence. This runs for every event: the three are
+        # scored inline, and only the chosen one gets its evidence, and its reasons when an
+        # alert reads them (most findings are in cooldown).
         s = self.settings
         if snap.events < s.min_events or not snap.profile:
             return None
         p = snap.profile
         shape = harvest_shape(p, s.shape_weights)
         context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}
-        candidates = [
-            c
-            for c in (
-                self._reasoning(snap, shape),
-                self._harvest(snap, shape),
-                self._template(snap),
-            )
-            if c is not None
-        ]
-        if not candidates:
+        best: tuple[int, float, str] | None = None  # (severity rank, score, type)
+        manner = (1 - s.repetition_weight) * shape + s.repetition_weight * p["dup"]
+        if p["reasoning"] >= s.reasoning_share:
+            # Asking for the internal reasoning is itself strong: half the score without any shape.
+            score = round(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * manner), 4)
+            best = (self._rank(score), score, "reasoning_elicitation")
+        if p["harvest"] >= s.harvest_share:
+            # Honest products use these capabilities too: it takes the intent *and* the manner.
+            score = round(p["harvest"] * manner, 4)
+            candidate = (self._rank(score), score, "capability_harvest")
+            best = candidate if best is None or candidate[:2] > best[:2] else best
+        if p["dup"] >= s.template_share and p["template_chain_max"] >= s.template_chain:
+            score = round(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50), 4)
+            # A template without harvesting intent is what batch jobs do: tell, do not flag.
+            rank = self._rank(score) if p["harvest"] >= s.harvest_share / 2 else 0
+            candidate = (rank, score, "template_chain")
+            best = candidate if best is None or candidate[:2] > best[:2] else best
+        if best is None:
             return None
-        best = max(candidates, key=lambda c: (SEVERITIES.index(c.severity), c.score))
+        rank, score, kind = best
         medians = dict(self.baselines.medians())  # as they are now, whenever reasons are read
         evidence = {
             "profile": p,
@@ -106,8 +113,16 @@ class BehaviourDetector:
             "population_medians": medians,
             "baseline_samples": self.baselines.samples,
         }
-        reasons = Reasons(partial(best.reasons, medians))
-        return Finding(best.type, best.score, best.severity, reasons, evidence)
+        if kind == "template_chain":
+            write = partial(self._template_reasons, p, medians)
+        else:
+            reasons = (
+                self._reasoning_reasons
+                if kind == "reasoning_elicitation"
+                else self._harvest_reasons
+            )
+            write = partial(reasons, snap, shape, medians)
+        return Finding(kind, score, SEVERITIES[rank], Reasons(write), evidence)
 
     def learn(self, snap: Snapshot, flagged: bool) -> None:
         # Only settled profiles of unflagged accounts: campaign accounts are flagged by the time
@@ -116,15 +131,11 @@ class BehaviourDetector:
         if snap.completed_hour is not None and not flagged and settled and snap.profile:
             self.baselines.learn(snap.profile)
 
-    def _manner(self, p: dict[str, float], shape: float) -> float:
-        """How automated-harvesting-like the requests are: their shape and their repetition, 0..1."""
-        w = self.settings.repetition_weight
-        return (1 - w) * shape + w * p["dup"]
-
-    def _severity(self, score: float) -> str:
+    def _rank(self, score: float) -> int:
+        """Severity rank of a score (an index into SEVERITIES: low, medium or high)."""
         if score >= self.settings.severity_high:
-            return "high"
-        return "medium" if score >= self.settings.severity_medium else "low"
+            return 2
+        return 1 if score >= self.settings.severity_medium else 0
 
     @staticmethod
     def _versus(key: str, value: float, medians: Medians) -> str:
@@ -142,15 +153,6 @@ class BehaviourDetector:
             f"{snap.events} requests",
         ]
 
-    def _reasoning(self, snap: Snapshot, shape: float) -> _Candidate | None:
-        p = snap.profile
-        if p["reasoning"] < self.settings.reasoning_share:
-            return None
-        # Asking for the internal reasoning is itself strong: half the score without any shape.
-        score = round(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * self._manner(p, shape)), 4)
-        reasons = partial(self._reasoning_reasons, snap, shape)
-        return _Candidate("reasoning_elicitation", score, self._severity(score), reasons)
-
     def _reasoning_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
         p = snap.profile
         return (
@@ -158,15 +160,6 @@ class BehaviourDetector:
             f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
             *self._common_reasons(snap, shape, medians),
         )
-
-    def _harvest(self, snap: Snapshot, shape: float) -> _Candidate | None:
-        p = snap.profile
-        if p["harvest"] < self.settings.harvest_share:
-            return None
-        # Honest products use these capabilities too: it takes the intent *and* the manner.
-        score = round(p["harvest"] * self._manner(p, shape), 4)
-        reasons = partial(self._harvest_reasons, snap, shape)
-        return _Candidate("capability_harvest", score, self._severity(score), reasons)
 
     def _harvest_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
         p = snap.profile
@@ -177,16 +170,6 @@ class BehaviourDetector:
             *self._common_reasons(snap, shape, medians),
         )
 
-    def _template(self, snap: Snapshot) -> _Candidate | None:
-        p = snap.profile
-        s = self.settings
-        if p["dup"] < s.template_share or p["template_chain_max"] < s.template_chain:
-            return None
-        score = round(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50), 4)
-        # A template without harvesting intent is what batch jobs do: tell, do not flag.
-        severity = self._severity(score) if p["harvest"] >= s.harvest_share / 2 else "low"
-        return _Candidate("template_chain", score, severity, partial(self._template_reasons, p))
-
     def _template_reasons(self, p: dict[str, float], medians: Medians) -> tuple[str, ...]:
         return (
             f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
@@ -194,12 +177,3 @@ class BehaviourDetector:
             f"{p['templates_seen']:.0f} template(s)",
             f"{self._versus('harvest', p['harvest'], medians)} of them target harvestable capabilities",
         )
-
-
-class _Candidate(NamedTuple):
-    """A finding before its reasons are written (``reasons(medians)`` writes them)."""
-
-    type: str
-    score: float
-    severity: str
-    reasons: Callable[[Medians], tuple[str, ...]]
