@@ -78,6 +78,9 @@ class LatencyRun:
     resolution_ms: float
     mean_batch_events: float
     busy_share: float  # of the paced phase spent processing batches: near 1 means saturated
+    # CPU of this process (paced producer and offset reader) over the paced phase, in cores:
+    # on a small machine it is taken from the workers and the servers.
+    bench_cpu_share: float
 
 
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
@@ -127,12 +130,13 @@ def measure_latency(
     with deployment:
         warm = _warm_up(deployment, offsets, events)
         batches_before = _batches(deployment)
-        paced_from = time.monotonic()
+        paced_from, cpu_from = time.monotonic(), time.process_time()
         reader.start()
         try:
             paced = events[warm : warm + max(2, round(rate_per_s * seconds))]
             sent = produce_paced(settings, settings.input_topic, paced, rate_per_s, progress)
             paced_s = time.monotonic() - paced_from
+            bench_cpu_s = time.process_time() - cpu_from
             _wait_committed(deployment, reader, sent)
         finally:
             reader.halt.set()
@@ -151,6 +155,7 @@ def measure_latency(
         resolution_ms=statistics.median(gaps) * 1000 if gaps else 0.0,
         mean_batch_events=ratio(batches[1], batches[0]),
         busy_share=ratio(batches[2], paced_s * deployment.count),
+        bench_cpu_share=ratio(bench_cpu_s, paced_s),
         **latency_summary(latencies),
     )
 

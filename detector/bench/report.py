@@ -9,7 +9,7 @@ import orjson
 from rich.table import Table
 
 from detector.bench.stats import ratio, spread
-from detector.bench.topic import PACED_LINGER_MS
+from detector.bench.topic import PACE_TICK_S, PACED_LINGER_MS
 
 if TYPE_CHECKING:
     from detector.bench.events import BenchEvents
@@ -31,10 +31,12 @@ METHOD = {
     "first sample where the group's committed offsets reach every partition's end; sampled every "
     "0.1 s (committed offsets by OffsetFetch without joining, RSS of each worker; /metrics only "
     "until every worker consumed and at the end, as scrapes cost the worker CPU)",
-    "latency": f"paced producer (batching for up to {PACED_LINGER_MS} ms, included) at a share "
-    "(default half) of the median maximum of that deployment; send time per event from the "
-    "producer side, commit time = first OffsetFetch read (every 5 ms) "
-    "showing the event's offset committed: an upper bound by at most resolution_ms",
+    "latency": f"paced producer (batching for up to {PACED_LINGER_MS} ms, included; waking every "
+    f"{PACE_TICK_S * 1000:g} ms to send the events then due) at a share (default half) of the "
+    "median maximum of that deployment; send time per event from the producer side, commit "
+    "time = first OffsetFetch read (every 5 ms) showing the event's offset committed: an upper "
+    "bound by at most resolution_ms. Producer and reader run on the same machine as the "
+    "workers; their CPU is reported",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "
     "assumes no other client on that Redis), round trips from the workers' "
     "detector_redis_roundtrip_seconds counts per op",
@@ -242,7 +244,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"({ratio(lat['offered_per_s'], lat['max_events_per_s']):.0%} of the measured "
         f"{lat['max_events_per_s']:,.0f}), achieved {lat['achieved_per_s']:,.0f}; {lat['events']:,} "
         f"events timed after a warm-up of {lat['warmup_events']}; mean batch "
-        f"{lat['mean_batch_events']:.1f} events; workers busy {lat['busy_share']:.0%} of the time.",
+        f"{lat['mean_batch_events']:.1f} events; workers busy {lat['busy_share']:.0%} of the time; the bench's own producer "
+        f"and offset reader used {lat['bench_cpu_share']:.2f} of a core.",
         "",
         "| p50 | p90 | p99 | max | mean | resolution |",
         "|---:|---:|---:|---:|---:|---:|",

@@ -70,6 +70,7 @@ def _result() -> dict:
             "mean_ms": 50.0,
             "resolution_ms": 6.0,
             "busy_share": 0.5,
+            "bench_cpu_share": 0.4,
             "mean_batch_events": 40.0,
         },
         memory={

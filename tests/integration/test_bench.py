@@ -65,6 +65,7 @@ def test_bench_small(redis_url: str, kafka_bootstrap: str, unique: str, tmp_path
     assert lat["offered_per_s"] == pytest.approx(lat["max_events_per_s"] / 2)
     assert lat["events"] > 0 and lat["achieved_per_s"] > 0
     assert lat["busy_share"] > 0 and lat["mean_batch_events"] >= 1
+    assert lat["bench_cpu_share"] > 0
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
 
     mem = result["memory"]
