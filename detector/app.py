@@ -81,6 +81,7 @@ def build_pipeline(
             settings.campaigns,
             settings.alerting.max_accounts_listed,
             metrics,
+            remember_accounts=settings.state.cache_accounts,
         )
         if settings.campaigns.enabled
         else None

@@ -226,6 +226,7 @@ class CampaignSettings(_Section):
     evidence_per_account: int = Field(default=16, ge=1)
     ttl_s: int = Field(default=7 * 86400, ge=60)
     singleton_ttl_s: int = Field(default=3600, ge=60)
+    index_refresh_s: float = Field(default=900.0, ge=0)
     churn_window_s: float = Field(default=6 * 3600.0, ge=3600)
     realert_growth: float = Field(default=1.5, gt=1)
     high_accounts: int = Field(default=10, ge=2)
@@ -251,6 +252,11 @@ class CampaignSettings(_Section):
             )
         if self.critical_accounts < self.high_accounts:
             raise ValueError("critical_accounts must be at least high_accounts")
+        if self.index_refresh_s >= self.singleton_ttl_s:
+            raise ValueError(
+                "index_refresh_s must be under singleton_ttl_s: an index entry not refreshed "
+                "within its TTL expires"
+            )
         return self
 
 

@@ -126,6 +126,7 @@ def test_wrong_value_names_the_dotted_field(data: dict[str, Any], field: str) ->
         ("state", {"windows_s": [3600, 60]}),  # not increasing
         ("volume_rule", {"ratio_medium": 20.0, "ratio_high": 15.0}),
         ("kafka", {"heartbeat_interval_ms": 7000, "session_timeout_ms": 6000}),
+        ("campaigns", {"index_refresh_s": 3600.0, "singleton_ttl_s": 3600}),
     ],
 )
 def test_cross_field_checks(section: str, fields: dict[str, Any]) -> None:

@@ -16,7 +16,10 @@ when their own traffic is unremarkable. A merged campaign keeps the older campai
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +31,9 @@ from detector.metrics import Metrics
 from detector.state.store import REDIS_DOWN, sha1
 
 STRONG_KINDS = ("bill", "cfp")
+# Evidence values whose indexing a worker remembers per account (``index_refresh_s``): enough
+# for an account's values to rotate through a small pool, at ~100 B each.
+REMEMBERED_VALUES = 32
 
 _LINK_LUA = """
 local base = KEYS[1]
@@ -149,32 +155,42 @@ local function join(account, enode, kind, ts)
   touched[winner] = true
 end
 
-local i = first
-while i <= #ARGV do
-  local account, ts, suspect, events, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 3]), tonumber(ARGV[i + 5])
-  for j = i + 6, i + 5 + n do
-    local ev = ARGV[j]
-    local kind = string.match(ev, '^([^:]+)')
-    local strong = kind == 'bill' or kind == 'cfp'
-    local enode = 'e:' .. ev
-    if suspect and kind ~= 'range' then
-      local ix = base .. ':ix:' .. ev
-      local card = add_capped(ix, ts, account)
-      if card >= K then
-        -- A value that joins the graph now brings every account that shared it; once it is
-        -- in, each account joins on its own when its traffic comes by (no rescans).
-        local is_new = parent(enode) == false
-        local members = is_new and redis.call('ZRANGE', ix, 0, -1) or {account}
-        for _, m in ipairs(members) do join(m, enode, kind, ts) end
-        if strong and is_new then
-          for _, m in ipairs(redis.call('ZRANGE', base .. ':ax:' .. ev, 0, -1)) do join(m, enode, kind, ts) end
-        end
+local function sorted(list) table.sort(list); return list end
+
+-- Index one evidence value of an account and join what it links.
+local function index(account, ev, ts, suspect)
+  local kind = string.match(ev, '^([^:]+)')
+  local strong = kind == 'bill' or kind == 'cfp'
+  local enode = 'e:' .. ev
+  if suspect and kind ~= 'range' then
+    local ix = base .. ':ix:' .. ev
+    local card = add_capped(ix, ts, account)
+    if card >= K then
+      -- A value that joins the graph now brings every account that shared it; once it is
+      -- in, each account joins on its own when its traffic comes by (no rescans).
+      -- Members join in name order, not index order: the first one names a new campaign, and
+      -- its id should not depend on when each member's entry was last refreshed.
+      local is_new = parent(enode) == false
+      local members = is_new and sorted(redis.call('ZRANGE', ix, 0, -1)) or {account}
+      for _, m in ipairs(members) do join(m, enode, kind, ts) end
+      if strong and is_new then
+        for _, m in ipairs(sorted(redis.call('ZRANGE', base .. ':ax:' .. ev, 0, -1))) do join(m, enode, kind, ts) end
       end
     end
-    if strong then
-      add_capped(base .. ':ax:' .. ev, ts, account)
-      if not suspect and parent(enode) ~= false then join(account, enode, kind, ts) end
-    end
+  end
+  if strong then
+    add_capped(base .. ':ax:' .. ev, ts, account)
+    if not suspect and parent(enode) ~= false then join(account, enode, kind, ts) end
+  end
+end
+
+local i = first
+while i <= #ARGV do
+  local account, ts, suspect, n = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2] == '1', tonumber(ARGV[i + 5])
+  for j = i + 6, i + 5 + n do
+    -- '~' before a value: this worker indexed it for this account lately, with the same suspect
+    -- status, so its index entries and joins are in place; it comes for its traffic only.
+    if string.byte(ARGV[j]) ~= 126 then index(account, ARGV[j], ts, suspect) end
   end
   i = i + 7 + n + tonumber(ARGV[i + 6 + n]) * 2
 end
@@ -225,6 +241,7 @@ while i <= #ARGV do
   -- Traffic mix of the account's network and client origins.
   for j = i + 6, i + 5 + n do
     local ev = ARGV[j]
+    if string.byte(ev) == 126 then ev = string.sub(ev, 2) end
     local kind = string.match(ev, '^([^:]+)')
     if kind == 'range' or kind == 'asnua' then
       add(src_counts, ev, 'requests', events)
@@ -401,6 +418,7 @@ class CampaignStore:
         settings: CampaignSettings,
         max_listed: int,
         metrics: Metrics,
+        remember_accounts: int = 0,
     ) -> None:
         self._client = client
         self._max_listed = max_listed
@@ -408,6 +426,10 @@ class CampaignStore:
         self._settings = settings
         self._metrics = metrics
         self._sha = sha1(_LINK_LUA)
+        # Per account (least recently linked out past ``remember_accounts``): its suspect status
+        # and, for the values it indexed last, when this worker indexed them (``_marked``).
+        self._indexed: OrderedDict[str, tuple[bool, dict[str, float]]] = OrderedDict()
+        self._remember = remember_accounts if settings.index_refresh_s > 0 else 0
 
     def watermarks_command(self) -> tuple[Any, ...]:
         """The command that reads how far each partition's traffic is counted (``link_watermarks``)."""
@@ -445,7 +467,7 @@ class CampaignStore:
                 a.events,
                 a.capability,
                 len(a.evidence),
-                *a.evidence,
+                *self._marked(a),
                 len(a.models),
             ]
             for model, count in a.models:
@@ -462,11 +484,42 @@ class CampaignStore:
         finally:
             self._metrics.redis_seconds.labels("link").observe(time.perf_counter() - started)
         campaigns, sources, models = reply
+        self._remember_indexed(batch)
         return LinkResult(
             [self._state(*c, s.churn_window_s) for c in campaigns],
             [self._source(*s) for s in sources],
             {m: float(ts) for m, ts in _pairs(models)},
         )
+
+    def _marked(self, a: AccountLinks) -> list[str]:
+        """The account's evidence, each value this worker indexed for it within
+        ``index_refresh_s`` (with the same suspect status) marked ``~``: traffic only."""
+        known = self._indexed.get(a.account_id)
+        if known is None or known[0] != a.suspect:
+            return list(a.evidence)
+        since, fresh = known[1], a.ts - self._settings.index_refresh_s
+        return [f"~{ev}" if since.get(ev, -math.inf) > fresh else ev for ev in a.evidence]
+
+    def _remember_indexed(self, batch: list[AccountLinks]) -> None:
+        """After a link call succeeded: when each account's evidence was last indexed, for
+        the ``REMEMBERED_VALUES`` values it indexed last."""
+        if not self._remember:
+            return
+        indexed, stale = self._indexed, self._settings.index_refresh_s
+        for a in batch:
+            known = indexed.get(a.account_id)
+            since = known[1] if known is not None and known[0] == a.suspect else {}
+            for ev in a.evidence:
+                # A marked value keeps the time it was indexed; the others were indexed now.
+                if since.get(ev, -math.inf) <= a.ts - stale:
+                    since.pop(ev, None)  # re-inserted last: the dict stays in indexing order
+                    since[ev] = a.ts
+            for ev in list(itertools.islice(since, max(0, len(since) - REMEMBERED_VALUES))):
+                del since[ev]
+            indexed[a.account_id] = (a.suspect, since)
+            indexed.move_to_end(a.account_id)
+        while len(indexed) > self._remember:
+            indexed.popitem(last=False)
 
     def mark_announced(self, campaign: CampaignState, accounts: list[str]) -> tuple[Any, ...]:
         """The command that records the member alerts of ``accounts`` as published."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import random
 import time
 
 import orjson
@@ -19,20 +20,27 @@ from tests.integration.test_service import RunningService
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def store(redis_settings: Settings):
-    client = redis.Redis.from_url(redis_settings.redis.url, decode_responses=True)
-    yield (
-        CampaignStore(
-            client,
-            redis_settings.redis.key_prefix,
-            redis_settings.campaigns,
-            1000,
-            Metrics(CollectorRegistry()),
-        ),
+def _store(client: redis.Redis, settings: Settings, remember: int = 0) -> CampaignStore:
+    return CampaignStore(
         client,
+        settings.redis.key_prefix,
+        settings.campaigns,
+        1000,
+        Metrics(CollectorRegistry()),
+        remember_accounts=remember,
     )
+
+
+@pytest.fixture
+def client(redis_settings: Settings):
+    client = redis.Redis.from_url(redis_settings.redis.url, decode_responses=True)
+    yield client
     client.close()
+
+
+@pytest.fixture
+def store(redis_settings: Settings, client: redis.Redis):
+    return _store(client, redis_settings), client
 
 
 def _link(account: str, *evidence: str, suspect: bool = True, ts: float = 100.0) -> AccountLinks:
@@ -160,3 +168,77 @@ def test_link_watermarks_only_move_forward(store) -> None:
     s.link([_link("a1", "net:10.3.3.0/24")], {"q|0": 10, "q|1": 4})
     s.link([_link("a1", "net:10.3.3.0/24")], {"q|0": 7})  # a redelivered, older batch
     assert link_watermarks(client.execute_command(*s.watermarks_command())) == {"q|0": 10, "q|1": 4}
+
+
+def _index_score(client: redis.Redis, settings: Settings, value: str, account: str) -> float | None:
+    return client.zscore(f"{settings.redis.key_prefix}cmp:{{c}}:ix:{value}", account)
+
+
+def test_a_value_indexed_lately_counts_traffic_only(client, redis_settings: Settings) -> None:
+    s = _store(client, redis_settings, remember=100)
+    refresh = redis_settings.campaigns.index_refresh_s
+    s.link([_link("a1", "net:10.4.4.0/24", "asnua:64500|ua", ts=100.0)])
+    [mix] = s.link(
+        [_link("a1", "net:10.4.4.0/24", "asnua:64500|ua", ts=200.0)]
+        + [_link(f"a{i}", "asnua:64500|ua", ts=200.0) for i in (2, 3)]
+    ).sources
+    # Not indexed again (its entry keeps the first time), yet counted and linked.
+    assert _index_score(client, redis_settings, "net:10.4.4.0/24", "a1") == 100.0
+    assert mix.requests == 20 and mix.campaign_accounts == 3
+    # Past the refresh interval it is indexed again.
+    s.link([_link("a1", "net:10.4.4.0/24", ts=100.0 + refresh + 1)])
+    assert _index_score(client, redis_settings, "net:10.4.4.0/24", "a1") == 100.0 + refresh + 1
+
+
+def test_an_account_turning_suspect_is_indexed_at_once(client, redis_settings: Settings) -> None:
+    s = _store(client, redis_settings, remember=100)
+    s.link([_link("b1", "net:10.5.5.0/24", suspect=False, ts=100.0)])
+    assert _index_score(client, redis_settings, "net:10.5.5.0/24", "b1") is None
+    s.link([_link("b1", "net:10.5.5.0/24", ts=110.0)])
+    assert _index_score(client, redis_settings, "net:10.5.5.0/24", "b1") == 110.0
+
+
+def test_remembering_what_was_indexed_changes_no_campaign(
+    client: redis.Redis, redis_settings: Settings
+) -> None:
+    """The same batches, linked with and without the worker remembering its index entries:
+    batch by batch the same campaigns, members and origins; at the end the same indices."""
+    rng = random.Random(7)
+    pools = {
+        f"r{i}": [f"{k}:{i % 4}-{rng.randrange(3)}" for k in ("net", "cfp", "tpl")]
+        for i in range(40)
+    }
+    batches = []
+    for b in range(40):
+        batch = []
+        for account in rng.sample(sorted(pools), 12):
+            evidence = (*sorted(rng.sample(pools[account], 2)), "range:10.0")
+            suspect = rng.random() < 0.7
+            batch.append(AccountLinks(account, 100.0 * b, suspect, 3, evidence))
+        batches.append(batch)
+    runs = []
+    for remember, prefix in ((0, "plain:"), (1000, "remember:")):
+        settings = redis_settings.with_overrides(
+            redis={"key_prefix": redis_settings.redis.key_prefix + prefix}
+        )
+        s = _store(client, settings, remember)
+        seen = []
+        for batch in batches:
+            result = s.link(batch)
+            seen.append(
+                (
+                    sorted(
+                        (c.campaign_id, c.members, c.kinds, sorted(c.new_members))
+                        for c in result.campaigns
+                    ),
+                    sorted((m.evidence, m.requests, m.campaign_requests) for m in result.sources),
+                )
+            )
+        base = f"{settings.redis.key_prefix}cmp:{{c}}:"
+        indices = {
+            key.removeprefix(base): sorted(client.zrange(key, 0, -1))
+            for key in client.scan_iter(f"{base}[ia]x:*")
+        }
+        runs.append((seen, indices))
+    assert runs[0] == runs[1]
+    assert any(campaigns for campaigns, _ in runs[0][0])  # the batches did form campaigns
