@@ -244,8 +244,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"({ratio(lat['offered_per_s'], lat['max_events_per_s']):.0%} of the measured "
         f"{lat['max_events_per_s']:,.0f}), achieved {lat['achieved_per_s']:,.0f}; {lat['events']:,} "
         f"events timed after a warm-up of {lat['warmup_events']}; mean batch "
-        f"{lat['mean_batch_events']:.1f} events; workers busy {lat['busy_share']:.0%} of the time; the bench's own producer "
-        f"and offset reader used {lat['bench_cpu_share']:.2f} of a core.",
+        f"{lat['mean_batch_events']:.1f} events; workers busy {lat['busy_share']:.0%} of the "
+        f"time; the bench's own producer and offset reader used {lat['bench_cpu_share']:.2f} "
+        "of a core.",
         "",
         "| p50 | p90 | p99 | max | mean | resolution |",
         "|---:|---:|---:|---:|---:|---:|",

@@ -491,13 +491,15 @@ class CampaignStore:
             {m: float(ts) for m, ts in _pairs(models)},
         )
 
+    def _since(self, a: AccountLinks) -> dict[str, float]:
+        """When this worker indexed the account's values, if with the same suspect status."""
+        known = self._indexed.get(a.account_id)
+        return known[1] if known is not None and known[0] == a.suspect else {}
+
     def _marked(self, a: AccountLinks) -> list[str]:
         """The account's evidence, each value this worker indexed for it within
         ``index_refresh_s`` (with the same suspect status) marked ``~``: traffic only."""
-        known = self._indexed.get(a.account_id)
-        if known is None or known[0] != a.suspect:
-            return list(a.evidence)
-        since, fresh = known[1], a.ts - self._settings.index_refresh_s
+        since, fresh = self._since(a), a.ts - self._settings.index_refresh_s
         return [f"~{ev}" if since.get(ev, -math.inf) > fresh else ev for ev in a.evidence]
 
     def _remember_indexed(self, batch: list[AccountLinks]) -> None:
@@ -507,8 +509,7 @@ class CampaignStore:
             return
         indexed, stale = self._indexed, self._settings.index_refresh_s
         for a in batch:
-            known = indexed.get(a.account_id)
-            since = known[1] if known is not None and known[0] == a.suspect else {}
+            since = self._since(a)
             for ev in a.evidence:
                 # A marked value keeps the time it was indexed; the others were indexed now.
                 if since.get(ev, -math.inf) <= a.ts - stale:
