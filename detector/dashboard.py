@@ -139,7 +139,7 @@ def build_dashboard() -> dict[str, Any]:
             ("max(detector_pager_open_pages)", "open"),
         ]))
         .with_row(Row("Redis"))
-        .with_panel(_series("Redis round trip by operation", "s", "One pipelined round trip per batch and operation (load, campaigns, write).",
+        .with_panel(_series("Redis round trip by operation", "s", "Time a batch waited on each pipelined round trip (load, campaigns, write); work done meanwhile is not counted.",
                             _quantiles("detector_redis_roundtrip_seconds", "op")))
         .with_panel(_series("Redis memory", "bytes", f"Used memory and the maxmemory limit (0: none). {NEEDS_EXPORTER}", [
             ("sum(redis_memory_used_bytes)", "used"),

@@ -62,7 +62,8 @@ class Metrics:
         )
         self.redis_seconds = Histogram(
             "detector_redis_roundtrip_seconds",
-            "Duration of one pipelined Redis round trip, by operation.",
+            "Time a batch spent on one pipelined Redis round trip, by operation: sending it and "
+            "waiting for the replies (the work done while Redis works is not counted).",
             ["op"],
             buckets=_REDIS_BUCKETS_S,
             registry=registry,

@@ -4,7 +4,9 @@ Two Redis round trips per batch: the first writes the previous batch's state and
 this one's, the second links campaigns. A batch's state is therefore written at the start
 of the next batch (or by ``flush`` when the stream pauses). The records whose effects that
 write made durable go to ``on_durable`` at once, so the caller commits them while this
-batch is still being processed, and are listed again in the result.
+batch is still being processed, and are listed again in the result. Each round trip is sent
+before work that does not need its replies (features while the state loads, encoding the
+state's write while campaigns link), so Redis works on the other core meanwhile.
 
 Alerts are published before the state write, so a crash between the two re-sends the
 same alerts (same ``alert_id``) rather than losing them. Campaign and member alerts are
@@ -21,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from detector import alerting
 from detector.config import Settings
@@ -42,8 +44,9 @@ from detector.state.campaigns import (
     partition_key,
 )
 from detector.state.profile import focus, lockstep_bands
-from detector.state.store import AccountStore, LoadedBatch
+from detector.state.store import AccountStore, LoadedBatch, Pending
 
+T = TypeVar("T")
 SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
 FLAG_RANK = 1  # findings of severity medium or above keep the models from learning the point
 
@@ -107,12 +110,13 @@ class Pipeline:
         write = self._unwritten
         self._deliver()
         accounts = (e.account_id for e in events)
-        loaded = self.store.load(accounts, reads, *(write[:2] if write else (None, None)))
+        pending = self.store.send_load(accounts, reads, *(write[:2] if write else (None, None)))
+        feats = _meanwhile(pending, extract_batch, events, self.settings.features, self.tagger)
+        loaded = pending.result()
         if write is not None:
             self._written(write[2], loaded.conflicts, result)
             if on_durable is not None:
                 on_durable(write[2])
-        feats = extract_batch(events, self.settings.features, self.tagger)
 
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)
@@ -132,9 +136,9 @@ class Pipeline:
         marks = []
         if self.campaigns and records:
             counted = link_watermarks(loaded.extra[0])
-            marks = self._campaigns(
-                records[0].topic, counted, applied, loaded.states, suspicion, result
-            )
+            marks = self._campaigns(records[0].topic, counted, applied, loaded, suspicion, result)
+        else:
+            self.store.encode(loaded)
         self.alerts.send(result.alerts)
         self._undelivered = (result.alerts, dead)
         self._unwritten = (loaded, self._checkpoint_due() + marks, records)
@@ -182,7 +186,7 @@ class Pipeline:
         topic: str,
         counted: dict[str, int],
         applied: dict[str, list[EventFeatures]],
-        states: dict[str, AccountState],
+        loaded: LoadedBatch,
         suspicion: dict[str, float],
         result: BatchResult,
     ) -> list[tuple[Any, ...]]:
@@ -194,6 +198,7 @@ class Pipeline:
         """
         s = self.settings.campaigns
         assert self.campaigns is not None
+        states = loaded.states
         through, fresh = uncounted(topic, counted, applied)
         links = [
             AccountLinks(
@@ -216,7 +221,10 @@ class Pipeline:
             for account, fs in applied.items()
         ]
         last_ts = {link.account_id: link.ts for link in links}
-        linked = self.campaigns.link(links, through)
+        # The states are final: their write is encoded while Redis links.
+        pending = self.campaigns.send_link(links, through)
+        _meanwhile(pending, self.store.encode, loaded)
+        linked = pending.result()
         marks: list[tuple[Any, ...]] = []
         now = self.clock()
         judged = {}
@@ -314,6 +322,15 @@ class Pipeline:
             m.state_conflicts.inc(len(result.conflicts))
         m.batch_seconds.observe(seconds)
         m.batch_size.observe(result.consumed)
+
+
+def _meanwhile(pending: Pending[Any], work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)``, done while ``pending`` is out; the round trip is given up if it fails."""
+    try:
+        return work(*args)
+    except BaseException:
+        pending.discard()
+        raise
 
 
 def uncounted(

@@ -262,7 +262,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"({', '.join(f'{k} {v}' for k, v in r['roundtrips_per_batch_by_op'].items())}), "
         f"{r['events_per_batch']} events |",
         "",
-        "Share of batch time in each round trip: "
+        "Share of batch time spent waiting on each round trip: "
         + ", ".join(f"{k} {v:.0%}" for k, v in r["redis_share_of_batch_time"].items())
         + ". Commands per event: "
         + ", ".join(f"{k} {v}" for k, v in r["top_commands_per_event"].items())

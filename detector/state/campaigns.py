@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,9 +25,8 @@ from typing import Any
 import redis
 
 from detector.config import CampaignSettings
-from detector.errors import ServiceUnavailable
 from detector.metrics import Metrics
-from detector.state.store import REDIS_DOWN, sha1
+from detector.state.store import Pending, RoundTrip, sha1
 
 STRONG_KINDS = ("bill", "cfp")
 # Evidence values whose indexing a worker remembers per account (``index_refresh_s``): enough
@@ -443,8 +441,12 @@ class CampaignStore:
         ``linked_through`` maps ``topic|partition`` to the batch's last offset there: the
         traffic counts of ``batch`` must hold only events past the offsets stored before.
         """
-        if not batch:
-            return LinkResult([], [], {})
+        return self.send_link(batch, linked_through).result()
+
+    def send_link(
+        self, batch: list[AccountLinks], linked_through: dict[str, int] | None = None
+    ) -> Pending[LinkResult]:
+        """``link``, sent now; its result is read when asked for."""
         s = self._settings
         linked_through = linked_through or {}
         args: list[Any] = [
@@ -472,24 +474,22 @@ class CampaignStore:
             ]
             for model, count in a.models:
                 args += (model, count)
-        started = time.perf_counter()
-        try:
-            try:
-                reply = self._client.evalsha(self._sha, 1, self._base, *args)
-            except redis.exceptions.NoScriptError:
-                self._client.script_load(_LINK_LUA)
-                reply = self._client.evalsha(self._sha, 1, self._base, *args)
-        except REDIS_DOWN as exc:
-            raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
-        finally:
-            self._metrics.redis_seconds.labels("link").observe(time.perf_counter() - started)
-        campaigns, sources, models = reply
-        self._remember_indexed(batch)
-        return LinkResult(
-            [self._state(*c, s.churn_window_s) for c in campaigns],
-            [self._source(*s) for s in sources],
-            {m: float(ts) for m, ts in _pairs(models)},
-        )
+        command = ("EVALSHA", self._sha, 1, self._base, *args) if batch else None
+        observe = self._metrics.redis_seconds.labels("link").observe
+        trip = RoundTrip(self._client, [command] if command else [], (_LINK_LUA,), observe)
+
+        def linked(replies: list[Any]) -> LinkResult:
+            if not replies:
+                return LinkResult([], [], {})
+            campaigns, sources, models = replies[0]
+            self._remember_indexed(batch)
+            return LinkResult(
+                [self._state(*c, s.churn_window_s) for c in campaigns],
+                [self._source(*m) for m in sources],
+                {m: float(ts) for m, ts in _pairs(models)},
+            )
+
+        return Pending(trip, linked)
 
     def _since(self, a: AccountLinks) -> dict[str, float]:
         """When this worker indexed the account's values, if with the same suspect status."""

@@ -20,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -67,6 +67,7 @@ end
 return out
 """
 
+T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
@@ -78,6 +79,8 @@ class LoadedBatch:
     loaded_watermarks: dict[str, str]
     extra: list[Any] = field(default_factory=list)  # replies to the extra reads, in order
     conflicts: list[str] = field(default_factory=list)  # accounts of the write that was refused
+    # The write of its changed states, once encoded (``AccountStore.encode``).
+    write: tuple[list[tuple[Any, ...]], list[str]] | None = None
 
 
 def connect(settings: RedisSettings, binary: bool = False) -> redis.Redis:
@@ -99,6 +102,104 @@ def connect(settings: RedisSettings, binary: bool = False) -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), settings.retry_attempts),
         **tls,
     )
+
+
+class RoundTrip:
+    """Commands sent in one pipelined round trip at once, their replies read later
+    (``replies``): the worker computes meanwhile while Redis works on the other core.
+
+    A round trip whose send or replies fail runs again as a whole (redis-py's retries), as
+    does one that met a Redis that forgot ``scripts`` (restarted or flushed) once they are
+    loaded: every command sent this way can run twice.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        commands: list[tuple[Any, ...]],
+        scripts: tuple[str, ...],
+        observe: Callable[[float], None],
+    ) -> None:
+        self._client, self._commands, self._scripts = client, commands, scripts
+        self._observe = observe
+        self._conn: Any = None
+        if not commands:
+            return
+        started = time.perf_counter()
+        try:
+            self._conn = client.connection_pool.get_connection()
+            self._conn.send_packed_command(self._conn.pack_commands(commands))
+        except REDIS_DOWN:
+            if self._conn is not None:
+                self._release(broken=True)  # replies() runs it again
+        self._waited = time.perf_counter() - started
+
+    def replies(self) -> list[Any]:
+        """Replies in the order of the commands; an error reply raises (the first one)."""
+        if not self._commands:
+            return []
+        started = time.perf_counter()
+        try:
+            replies = self._read() if self._conn is not None else None
+            if replies is None or any(
+                isinstance(r, redis.exceptions.NoScriptError) for r in replies
+            ):
+                replies = self._again()
+        except REDIS_DOWN as exc:
+            raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._observe(self._waited + time.perf_counter() - started)
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.ResponseError):
+                raise reply
+        return replies
+
+    def _read(self) -> list[Any] | None:
+        """The replies, each error reply in its place; None if the connection failed."""
+        out: list[Any] = []
+        try:
+            for _ in self._commands:
+                try:
+                    out.append(self._conn.read_response())
+                except redis.exceptions.ResponseError as exc:
+                    out.append(exc)
+        except REDIS_DOWN:
+            self._release(broken=True)
+            return None
+        self._release()
+        return out
+
+    def _again(self) -> list[Any]:
+        for script in self._scripts:
+            self._client.script_load(script)
+        pipe = self._client.pipeline(transaction=False)
+        for command in self._commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
+
+    def _release(self, broken: bool = False) -> None:
+        if broken:
+            self._conn.disconnect()
+        self._client.connection_pool.release(self._conn)
+        self._conn = None
+
+    def discard(self) -> None:
+        """Give the connection up without reading (the batch failed before its replies)."""
+        if self._conn is not None:
+            self._release(broken=True)
+
+
+class Pending(Generic[T]):
+    """A round trip in flight, and what its replies make."""
+
+    def __init__(self, trip: RoundTrip, make: Callable[[list[Any]], T]) -> None:
+        self._trip, self._make = trip, make
+
+    def result(self) -> T:
+        return self._make(self._trip.replies())
+
+    def discard(self) -> None:
+        self._trip.discard()
 
 
 class AccountStore:
@@ -131,6 +232,16 @@ class AccountStore:
     ) -> LoadedBatch:
         """One round trip: write ``write`` back (with ``write_extra``), then load the
         accounts (the batch's, repeats allowed) and run ``reads``."""
+        return self.send_load(account_ids, reads, write, write_extra).result()
+
+    def send_load(
+        self,
+        account_ids: Iterable[str],
+        reads: list[tuple[Any, ...]] | None = None,
+        write: LoadedBatch | None = None,
+        write_extra: list[tuple[Any, ...]] | None = None,
+    ) -> Pending[LoadedBatch]:
+        """``load``, sent now; its result is read when asked for."""
         saves, written = self._saves(write) if write else ([], [])
         writes = saves + list(write_extra or ())
         accounts = list(dict.fromkeys(account_ids))
@@ -140,13 +251,18 @@ class AccountStore:
             marks = [s.watermark_text() if s else "" for s in held]
             keys = map(self.key, accounts)
             loads.append(("EVALSHA", self._load_sha, len(accounts), *keys, *marks))
-        replies = self._execute(writes + loads + list(reads or ()), "load")
-        conflicts = _refused(written, replies)
-        rest = replies[len(writes) :]
-        values = rest.pop(0) if accounts else []
-        states = {a: self._resolve(a, v, h) for a, v, h in zip(accounts, values, held, strict=True)}
-        marks = {a: s.watermark_text() for a, s in states.items()}
-        return LoadedBatch(states, marks, rest, conflicts)
+
+        def loaded(replies: list[Any]) -> LoadedBatch:
+            conflicts = _refused(written, replies)
+            rest = replies[len(writes) :]
+            values = rest.pop(0) if accounts else []
+            states = {
+                a: self._resolve(a, v, h) for a, v, h in zip(accounts, values, held, strict=True)
+            }
+            marks = {a: s.watermark_text() for a, s in states.items()}
+            return LoadedBatch(states, marks, rest, conflicts)
+
+        return Pending(self._send(writes + loads + list(reads or ()), "load"), loaded)
 
     def _resolve(
         self, account: str, value: bytes | int | None, held: AccountState | None
@@ -171,11 +287,18 @@ class AccountStore:
         Returns the accounts whose write was refused.
         """
         saves, written = self._saves(batch)
-        return _refused(written, self._execute(saves + list(extra or ()), "save"))
+        return _refused(written, self._send(saves + list(extra or ()), "save").replies())
+
+    def encode(self, batch: LoadedBatch) -> None:
+        """Encode the batch's write now, for the round trip that will carry it: its states
+        must not change any more."""
+        batch.write = self._saves(batch)
 
     def _saves(self, batch: LoadedBatch) -> tuple[list[tuple[Any, ...]], list[str]]:
         """The compare-and-set command (none or one) for the accounts that changed, and those
         accounts, in the order of its reply."""
+        if batch.write is not None:
+            return batch.write
         accounts, args = [], []
         for account, state in batch.states.items():
             before = batch.loaded_watermarks[account]
@@ -187,37 +310,15 @@ class AccountStore:
         if not accounts:
             return [], []
         keys = map(self.key, accounts)
-        return [
-            ("EVALSHA", self._save_sha, len(accounts), *keys, self._state.ttl_s, *args)
-        ], accounts
+        command = ("EVALSHA", self._save_sha, len(accounts), *keys, self._state.ttl_s, *args)
+        return [command], accounts
 
     def close(self) -> None:
         self._client.close()
 
-    def _execute(self, commands: list[tuple[Any, ...]], op: str) -> list[Any]:
-        """Replies to ``commands``, from one pipelined round trip."""
-        if not commands:
-            return []
-        started = time.perf_counter()
-        try:
-            try:
-                return self._pipeline(commands)
-            except redis.exceptions.NoScriptError:
-                # Redis restarted (or was flushed) and forgot the scripts: load them and run the
-                # round trip again (every command in it can run twice).
-                self._client.script_load(_SAVE_LUA)
-                self._client.script_load(_LOAD_LUA)
-                return self._pipeline(commands)
-        except REDIS_DOWN as exc:
-            raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
-        finally:
-            self._metrics.redis_seconds.labels(op).observe(time.perf_counter() - started)
-
-    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return pipe.execute()
+    def _send(self, commands: list[tuple[Any, ...]], op: str) -> RoundTrip:
+        observe = self._metrics.redis_seconds.labels(op).observe
+        return RoundTrip(self._client, commands, (_SAVE_LUA, _LOAD_LUA), observe)
 
 
 def _refused(written: list[str], replies: list[Any]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from prometheus_client import CollectorRegistry
 
 from detector.config import FeatureSettings, Settings
@@ -11,7 +12,7 @@ from detector.features import extract
 from detector.features.intent import IntentTagger
 from detector.metrics import Metrics
 from detector.state.account import apply_event
-from detector.state.store import AccountStore, connect
+from detector.state.store import AccountStore, RoundTrip, connect
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +191,35 @@ def test_the_cache_holds_at_most_cache_accounts(
     assert kept == accounts[3 - cache_accounts :]  # the least recently loaded went first
     assert [again.states[a].events for a in accounts] == [2, 2, 2]
     client.close()
+
+
+def _trip(client, commands, observed: list[float]) -> RoundTrip:
+    return RoundTrip(client, commands, (), observed.append)
+
+
+def test_a_round_trip_is_read_after_work_done_meanwhile(store) -> None:
+    _, client, _ = store
+    observed: list[float] = []
+    trip = _trip(client, [("SET", "rt:a", b"1"), ("INCR", "rt:a"), ("GET", "rt:a")], observed)
+    assert client.get("rt:a") == b"2"  # sent at once: Redis ran it while the caller went on
+    assert trip.replies() == [b"OK", 2, b"2"]
+    assert len(observed) == 1 and observed[0] > 0
+    assert not client.connection_pool._in_use_connections  # the connection went back
+
+
+def test_a_round_trip_whose_connection_dropped_runs_again(store) -> None:
+    _, client, _ = store
+    trip = _trip(client, [("INCR", "rt:b"), ("GET", "rt:b")], [])
+    trip._conn.disconnect()  # the connection drops after the send, its replies unread
+    assert trip.replies() == [2, b"2"]  # run again as a whole: its commands may run twice
+    assert not client.connection_pool._in_use_connections
+
+
+def test_a_round_trip_raises_an_error_reply_and_can_be_given_up(store) -> None:
+    _, client, _ = store
+    client.set("rt:c", b"text")
+    with pytest.raises(redis.ResponseError):
+        _trip(client, [("INCR", "rt:c")], []).replies()
+    _trip(client, [("GET", "rt:c")], []).discard()
+    assert not client.connection_pool._in_use_connections
+    assert client.get("rt:c") == b"text"
