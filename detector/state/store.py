@@ -106,7 +106,7 @@ def connect(settings: RedisSettings, binary: bool = False) -> redis.Redis:
 
 class RoundTrip:
     """Commands sent in one pipelined round trip at once, their replies read later
-    (``replies``): the worker computes meanwhile while Redis works on the other core.
+    (``replies``), so the worker computes while Redis works on the other core.
 
     A round trip whose send or replies fail runs again as a whole (redis-py's retries), as
     does one that met a Redis that forgot ``scripts`` (restarted or flushed) once they are
