@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from rich.table import Table
 
+from detector.bench.latency import POLL_EVERY_S
 from detector.bench.stats import ratio, spread
 from detector.bench.topic import PACE_TICK_S, PACED_LINGER_MS
 
@@ -31,10 +32,11 @@ METHOD = {
     "first sample where the group's committed offsets reach every partition's end; sampled every "
     "0.1 s (committed offsets by OffsetFetch without joining, RSS of each worker; /metrics only "
     "until every worker consumed and at the end, as scrapes cost the worker CPU)",
-    "latency": f"paced producer (batching for up to {PACED_LINGER_MS} ms, included; waking every "
-    f"{PACE_TICK_S * 1000:g} ms to send the events then due) at a share (default half) of the "
-    "median maximum of that deployment; send time per event from the producer side, commit "
-    "time = first OffsetFetch read (every 5 ms) showing the event's offset committed: an upper "
+    "latency": f"paced producer (waking every {PACE_TICK_S * 1000:g} ms to send the events then "
+    f"due, linger {PACED_LINGER_MS} ms) at a share (default half) of the median maximum of that "
+    "deployment; per event the time it was due (the wait for the tick and the producer's "
+    f"batching included), commit time = first OffsetFetch read (every {POLL_EVERY_S * 1000:g} "
+    "ms) showing the event's offset committed: an upper "
     "bound by at most resolution_ms. Producer and reader run on the same machine as the "
     "workers; their CPU is reported",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "

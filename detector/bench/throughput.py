@@ -64,13 +64,23 @@ def measured_window(samples: Sequence[Sample], total: int) -> Window | None:
     Window(start_s=2.0, end_s=6.0, committed_at_start=30)
     >>> measured_window(s[:3], 100) is None
     True
+
+    A tiny topic can be all committed by the first sample that shows every worker consuming:
+    the window then starts at the sample before (a lower bound, never an empty window).
+
+    >>> measured_window([Sample(0.0, 0, (5, 0), ()), Sample(0.1, 100, (90, 10), ())], 100)
+    Window(start_s=0.0, end_s=0.1, committed_at_start=0)
     """
     start = next((s for s in samples if s.consumed and all(c > 0 for c in s.consumed)), None)
     end = next((s for s in samples if s.committed >= total), None)
     if start is None or end is None:
         return None
-    start_s = min(start.t, end.t)  # a tiny topic can be done before the sample shows both
-    return Window(start_s, end.t, start.committed if start.t <= end.t else end.committed)
+    if start.t >= end.t:
+        before = [s for s in samples if s.t < end.t]
+        if not before:
+            return None
+        start = before[-1]
+    return Window(start.t, end.t, start.committed)
 
 
 def rss_trace(samples: Sequence[Sample], total: int, points: int = RSS_POINTS) -> list[list[float]]:

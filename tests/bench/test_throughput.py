@@ -27,7 +27,9 @@ def test_window_needs_the_end() -> None:
 def test_tiny_topic_done_in_one_sample() -> None:
     window = measured_window([_s(0.0, 0, (0,)), _s(1.0, 100, (100,))], 100)
     assert window is not None
-    assert window.seconds == 0.0  # the caller reports zero rather than dividing by it
+    # From the sample before: a lower bound of the rate, never an empty window (0 events/s).
+    assert (window.start_s, window.seconds, window.committed_at_start) == (0.0, 1.0, 0)
+    assert measured_window([_s(1.0, 100, (100,))], 100) is None  # nothing before the end
 
 
 def test_rss_trace_per_worker_and_tenth() -> None:
