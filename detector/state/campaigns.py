@@ -474,9 +474,9 @@ class CampaignStore:
             ]
             for model, count in a.models:
                 args += (model, count)
-        command = ("EVALSHA", self._sha, 1, self._base, *args) if batch else None
+        commands = [("EVALSHA", self._sha, 1, self._base, *args)] if batch else []
         observe = self._metrics.redis_seconds.labels("link").observe
-        trip = RoundTrip(self._client, [command] if command else [], (_LINK_LUA,), observe)
+        trip = RoundTrip(self._client, commands, (_LINK_LUA,), observe)
 
         def linked(replies: list[Any]) -> LinkResult:
             if not replies:
