@@ -91,7 +91,7 @@ def _features(
     event: QueryEvent,
     prompt: str,
     lowered: str,
-    tokens: list[str],
+    tokens: list[bytes],
     fingerprint: int,
     settings: FeatureSettings,
     tagger: IntentTagger,
@@ -127,7 +127,7 @@ def _features(
         asn_agent=f"{event.asn}|{xxhash.xxh64_hexdigest((event.user_agent or '').encode())[:8]}"
         if event.asn is not None
         else "",
-        prefix=xxhash.xxh64_intdigest(" ".join(tokens[:PREFIX_TOKENS]).encode())
+        prefix=xxhash.xxh64_intdigest(b" ".join(tokens[:PREFIX_TOKENS]))
         if len(tokens) >= 2 * PREFIX_TOKENS
         else 0,
     )

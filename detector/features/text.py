@@ -22,26 +22,43 @@ SLOTS_PLAIN = r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\""
 _SLOTS = re.compile(
     r"[\da-f`\"](?:(?<=\d)\d*+(?:[.,:]\d+)*+|(?<=[a-f])[0-9a-f]{7,}+|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
 )
-_TOKENS = re.compile(r"[a-z_]+|0")
+# A text without a hex id (a run of 8 or more hex digits; nearly every prompt) is masked by
+# the pattern without that alternative: its opening class then stops only at digits and
+# quotes, not at every letter a-f (normalising takes half the time). ``_HEX_MARKS`` marks
+# hex digits, so one ``in`` finds a run.
+_SLOTS_NO_HEX = re.compile(
+    r"[\d`\"](?:(?<=\d)\d*+(?:[.,:]\d+)*+|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
+)
+_HEX_MARKS = bytes(ord("x") if chr(c) in "0123456789abcdef" else ord(" ") for c in range(256))
+_HEX_RUN = b"x" * 8
+# Tokens are the runs of ``[a-z_]+|0``. After masking, the only digits left are the masks'
+# own spaced "0"s, so every other byte can become a space and ``split`` find the tokens.
+_TOKEN_BYTES = bytes(
+    c if chr(c) in "abcdefghijklmnopqrstuvwxyz_0" else ord(" ") for c in range(256)
+)
 MAX_TOKENS = 256  # bound the work per prompt: the template shows in its first few hundred words
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constant: multiplying scrambles the left word's bits
 
 
-def normalise(text: str) -> list[str]:
-    """Lower-cased word tokens with numbers, hex ids and quoted values masked as ``0``.
+def normalise(text: str) -> list[bytes]:
+    """Lower-cased ASCII word tokens (``[a-z_]+``), with numbers, hex ids and quoted values
+    masked as ``0``; any other character separates tokens.
 
     >>> normalise("Problem #4521: if 3 workers build `wall_7`...")
-    ['problem', '0', 'if', '0', 'workers', 'build', '0']
+    [b'problem', b'0', b'if', b'0', b'workers', b'build', b'0']
     """
     return normalise_lowered(text.lower())
 
 
-def normalise_lowered(lowered: str) -> list[str]:
+def normalise_lowered(lowered: str) -> list[bytes]:
     """``normalise`` of text that is already lower-cased (feature extraction lowers it once)."""
-    return _TOKENS.findall(_SLOTS.sub(" 0 ", lowered))[:MAX_TOKENS]
+    # "replace" makes each non-ASCII character one "?": a separator, as it is for the tokens.
+    hex_id = _HEX_RUN in lowered.encode("ascii", "replace").translate(_HEX_MARKS)
+    masked = (_SLOTS if hex_id else _SLOTS_NO_HEX).sub(" 0 ", lowered)
+    return masked.encode("ascii", "replace").translate(_TOKEN_BYTES).split()[:MAX_TOKENS]
 
 
-def simhash(tokens: list[str]) -> int:
+def simhash(tokens: list[bytes]) -> int:
     """64-bit SimHash of the token bigrams; 0 for an empty text.
 
     >>> a = simhash(normalise("Grade answer 17 against the rubric: correctness, clarity, safety."))
@@ -52,11 +69,11 @@ def simhash(tokens: list[str]) -> int:
     return simhashes([tokens])[0]
 
 
-def simhashes(docs: list[list[str]]) -> list[int]:
+def simhashes(docs: list[list[bytes]]) -> list[int]:
     """``simhash`` of many token lists at once: numpy's fixed cost is paid once per batch.
 
-    >>> docs = [normalise("one two three"), [], ["one"], normalise("three two one")]
-    >>> simhashes(docs)[1], simhashes(docs)[2] == _word("one")
+    >>> docs = [normalise("one two three"), [], [b"one"], normalise("three two one")]
+    >>> simhashes(docs)[1], simhashes(docs)[2] == _word(b"one")
     (0, True)
     """
     lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
@@ -95,15 +112,15 @@ def _bit_counts(bits: np.ndarray, firsts: np.ndarray, most: int) -> np.ndarray:
     return np.add.reduceat(bits, firsts, axis=0, dtype=np.int32)
 
 
-def _word(token: str) -> int:
-    return xxhash.xxh64_intdigest(token.encode())
+def _word(token: bytes) -> int:
+    return xxhash.xxh64_intdigest(token)
 
 
-class _WordHashes(dict[str, int]):
+class _WordHashes(dict[bytes, int]):
     """``_word`` memoised: words repeat across prompts, and a dict look-up from ``map`` costs a
     third of an lru_cache call. Emptied when full, to bound the memory."""
 
-    def __missing__(self, token: str) -> int:
+    def __missing__(self, token: bytes) -> int:
         if len(self) >= 1 << 16:
             self.clear()
         value = self[token] = _word(token)
