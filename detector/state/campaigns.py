@@ -29,6 +29,7 @@ from detector.metrics import Metrics
 from detector.state.store import Pending, RoundTrip, sha1
 
 STRONG_KINDS = ("bill", "cfp")
+ORIGIN_KINDS = ("range:", "asnua:")  # evidence whose traffic mix is counted, for source alerts
 # Evidence values whose indexing a worker remembers per account (``index_refresh_s``): enough
 # for an account's values to rotate through a small pool, at ~100 B each.
 REMEMBERED_VALUES = 32
@@ -462,14 +463,15 @@ class CampaignStore:
         for where, offset in linked_through.items():
             args += (where, offset)
         for a in batch:
+            evidence = self._marked(a)
             args += [
                 a.account_id,
                 a.ts,
                 "1" if a.suspect else "0",
                 a.events,
                 a.capability,
-                len(a.evidence),
-                *self._marked(a),
+                len(evidence),
+                *evidence,
                 len(a.models),
             ]
             for model, count in a.models:
@@ -498,9 +500,16 @@ class CampaignStore:
 
     def _marked(self, a: AccountLinks) -> list[str]:
         """The account's evidence, each value this worker indexed for it within
-        ``index_refresh_s`` (with the same suspect status) marked ``~``: traffic only."""
+        ``index_refresh_s`` (with the same suspect status) marked ``~``: traffic only. Such
+        a value goes only if it is an origin, whose traffic the script counts."""
         since, fresh = self._since(a), a.ts - self._settings.index_refresh_s
-        return [f"~{ev}" if since.get(ev, -math.inf) > fresh else ev for ev in a.evidence]
+        out = []
+        for ev in a.evidence:
+            if since.get(ev, -math.inf) <= fresh:
+                out.append(ev)
+            elif ev.startswith(ORIGIN_KINDS):
+                out.append(f"~{ev}")
+        return out
 
     def _remember_indexed(self, batch: list[AccountLinks]) -> None:
         """After a link call succeeded: when each account's evidence was last indexed, for
