@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from rich.table import Table
 
-from detector.bench.latency import POLL_EVERY_S
+from detector.bench.latency import GENERATOR_NICE, POLL_EVERY_S
 from detector.bench.stats import ratio, spread
 from detector.bench.topic import PACE_TICK_S, PACED_LINGER_MS
 
@@ -38,7 +38,8 @@ METHOD = {
     f"batching included), commit time = first OffsetFetch read (every {POLL_EVERY_S * 1000:g} "
     "ms) showing the event's offset committed: an upper "
     "bound by at most resolution_ms. Producer and reader run on the same machine as the "
-    "workers; their CPU is reported",
+    f"workers; their CPU is reported, and the producer's thread runs at nice {GENERATOR_NICE} "
+    "(on Linux), standing for a fleet with CPUs of its own",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "
     "assumes no other client on that Redis), round trips from the workers' "
     "detector_redis_roundtrip_seconds counts per op",

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import pytest
 
-from detector.bench.latency import commit_times, latency_summary
+from detector.bench.latency import GENERATOR_NICE, _yielding, commit_times, latency_summary
 from detector.bench.topic import Sent
 
 
@@ -24,3 +28,23 @@ def test_summary_in_milliseconds() -> None:
     assert s["p99_ms"] == pytest.approx(99)
     assert s["max_ms"] == pytest.approx(100)
     assert s["mean_ms"] == pytest.approx(50.5)
+
+
+def _own_priority() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priority is Linux's")
+def test_the_paced_producer_yields_the_cpu_and_the_caller_keeps_its_priority() -> None:
+    before = _own_priority()
+    inside = _yielding(_own_priority)
+    assert inside == min(19, before + GENERATOR_NICE)
+    assert _own_priority() == before
+
+
+def test_a_failure_of_the_paced_producer_reaches_the_caller() -> None:
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    with pytest.raises(ValueError, match="refused"):
+        _yielding(fail, "refused")
