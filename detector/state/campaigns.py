@@ -462,8 +462,10 @@ class CampaignStore:
         ]
         for where, offset in linked_through.items():
             args += (where, offset)
+        indexing = []  # per account, the values it indexes now
         for a in batch:
-            evidence = self._marked(a)
+            evidence, now = self._marked(a)
+            indexing.append(now)
             args += [
                 a.account_id,
                 a.ts,
@@ -484,7 +486,7 @@ class CampaignStore:
             if not replies:
                 return LinkResult([], [], {})
             campaigns, sources, models = replies[0]
-            self._remember_indexed(batch)
+            self._remember_indexed(batch, indexing)
             return LinkResult(
                 [self._state(*c, s.churn_window_s) for c in campaigns],
                 [self._source(*m) for m in sources],
@@ -498,33 +500,34 @@ class CampaignStore:
         known = self._indexed.get(a.account_id)
         return known[1] if known is not None and known[0] == a.suspect else {}
 
-    def _marked(self, a: AccountLinks) -> list[str]:
-        """The account's evidence, each value this worker indexed for it within
+    def _marked(self, a: AccountLinks) -> tuple[list[str], list[str]]:
+        """The account's evidence to send, each value this worker indexed for it within
         ``index_refresh_s`` (with the same suspect status) marked ``~``: traffic only. Such
-        a value goes only if it is an origin, whose traffic the script counts."""
+        a value goes only if it is an origin, whose traffic the script counts. Also the
+        values the call indexes now (the unmarked ones)."""
         since, fresh = self._since(a), a.ts - self._settings.index_refresh_s
-        out = []
+        send, now = [], []
         for ev in a.evidence:
             if since.get(ev, -math.inf) <= fresh:
-                out.append(ev)
+                send.append(ev)
+                now.append(ev)
             elif ev.startswith(ORIGIN_KINDS):
-                out.append(f"~{ev}")
-        return out
+                send.append(f"~{ev}")
+        return send, now
 
-    def _remember_indexed(self, batch: list[AccountLinks]) -> None:
+    def _remember_indexed(self, batch: list[AccountLinks], indexing: list[list[str]]) -> None:
         """After a link call succeeded: when each account's evidence was last indexed, for
-        the ``REMEMBERED_VALUES`` values it indexed last."""
+        the ``REMEMBERED_VALUES`` values it indexed last (``indexing``: what the call did)."""
         if not self._remember:
             return
-        indexed, stale = self._indexed, self._settings.index_refresh_s
-        for a in batch:
-            since = self._since(a)
-            for ev in a.evidence:
-                # A marked value keeps the time it was indexed; the others were indexed now.
-                if since.get(ev, -math.inf) <= a.ts - stale:
-                    since.pop(ev, None)  # re-inserted last: the dict stays in indexing order
-                    since[ev] = a.ts
-            for ev in list(itertools.islice(since, max(0, len(since) - REMEMBERED_VALUES))):
+        indexed = self._indexed
+        for a, now in zip(batch, indexing, strict=True):
+            since = self._since(a)  # a marked value keeps the time it was indexed
+            for ev in now:
+                since.pop(ev, None)  # re-inserted last: the dict stays in indexing order
+                since[ev] = a.ts
+            excess = len(since) - REMEMBERED_VALUES
+            for ev in list(itertools.islice(since, max(0, excess))):
                 del since[ev]
             indexed[a.account_id] = (a.suspect, since)
             indexed.move_to_end(a.account_id)
