@@ -17,8 +17,9 @@ when their own traffic is unremarkable. A merged campaign keeps the older campai
 from __future__ import annotations
 
 import itertools
-import math
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from detector.state.store import Pending, RoundTrip, sha1
 STRONG_KINDS = ("bill", "cfp")
 ORIGIN_KINDS = ("range:", "asnua:")  # evidence whose traffic mix is counted, for source alerts
 # Evidence values whose indexing a worker remembers per account (``index_refresh_s``): enough
-# for an account's values to rotate through a small pool, at ~100 B each.
+# for an account's values to rotate through a small pool, at ~250 B each.
 REMEMBERED_VALUES = 32
 
 _LINK_LUA = """
@@ -418,6 +419,7 @@ class CampaignStore:
         max_listed: int,
         metrics: Metrics,
         remember_accounts: int = 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._max_listed = max_listed
@@ -425,10 +427,12 @@ class CampaignStore:
         self._settings = settings
         self._metrics = metrics
         self._sha = sha1(_LINK_LUA)
-        # Per account (least recently linked out past ``remember_accounts``): its suspect status
-        # and, for the values it indexed last, when this worker indexed them (``_marked``).
-        self._indexed: OrderedDict[str, tuple[bool, dict[str, float]]] = OrderedDict()
+        # Per account (least recently linked out past ``remember_accounts``), for the values it
+        # indexed last: when this worker indexed them, in event time and by ``clock``, and
+        # whether as a suspect's (``_marked``).
+        self._indexed: OrderedDict[str, dict[str, tuple[float, float, bool]]] = OrderedDict()
         self._remember = remember_accounts if settings.index_refresh_s > 0 else 0
+        self._clock = clock
 
     def watermarks_command(self) -> tuple[Any, ...]:
         """The command that reads how far each partition's traffic is counted (``link_watermarks``)."""
@@ -463,9 +467,10 @@ class CampaignStore:
         for where, offset in linked_through.items():
             args += (where, offset)
         indexing = []  # per account, the values it indexes now
+        now = self._clock()
         for a in batch:
-            evidence, now = self._marked(a)
-            indexing.append(now)
+            evidence, indexed = self._marked(a, now)
+            indexing.append(indexed)
             args += [
                 a.account_id,
                 a.ts,
@@ -486,7 +491,7 @@ class CampaignStore:
             if not replies:
                 return LinkResult([], [], {})
             campaigns, sources, models = replies[0]
-            self._remember_indexed(batch, indexing)
+            self._remember_indexed(batch, indexing, now)
             return LinkResult(
                 [self._state(*c, s.churn_window_s) for c in campaigns],
                 [self._source(*m) for m in sources],
@@ -495,41 +500,45 @@ class CampaignStore:
 
         return Pending(trip, linked)
 
-    def _since(self, a: AccountLinks) -> dict[str, float]:
-        """When this worker indexed the account's values, if with the same suspect status."""
-        known = self._indexed.get(a.account_id)
-        return known[1] if known is not None and known[0] == a.suspect else {}
-
-    def _marked(self, a: AccountLinks) -> tuple[list[str], list[str]]:
+    def _marked(self, a: AccountLinks, now: float) -> tuple[list[str], list[str]]:
         """The account's evidence to send, each value this worker indexed for it within
-        ``index_refresh_s`` (with the same suspect status) marked ``~``: traffic only. Such
-        a value goes only if it is an origin, whose traffic the script counts. Also the
-        values the call indexes now (the unmarked ones)."""
-        since, fresh = self._since(a), a.ts - self._settings.index_refresh_s
-        send, now = [], []
+        ``index_refresh_s`` of event time or of ``now`` marked ``~``: traffic only. Such a
+        value goes only if it is an origin, whose traffic the script counts. Also the values
+        the call indexes now (the unmarked ones). A suspect's value indexed while the account
+        was not a suspect is indexed again: a suspect's indexing does more (and all that).
+
+        Both clocks must have moved on: entries expire by the wall clock, and a backlog or a
+        replay runs through hours of event time in minutes (re-indexing its accounts at
+        nearly every appearance had been most of the link script's work on such traffic)."""
+        since, refresh = self._indexed.get(a.account_id, {}), self._settings.index_refresh_s
+        stale = (a.ts - refresh, now - refresh)
+        send, indexed = [], []
         for ev in a.evidence:
-            if since.get(ev, -math.inf) <= fresh:
+            at = since.get(ev)
+            if at is None or (at[0] <= stale[0] and at[1] <= stale[1]) or (a.suspect and not at[2]):
                 send.append(ev)
-                now.append(ev)
+                indexed.append(ev)
             elif ev.startswith(ORIGIN_KINDS):
                 send.append(f"~{ev}")
-        return send, now
+        return send, indexed
 
-    def _remember_indexed(self, batch: list[AccountLinks], indexing: list[list[str]]) -> None:
+    def _remember_indexed(
+        self, batch: list[AccountLinks], indexing: list[list[str]], now: float
+    ) -> None:
         """After a link call succeeded: when each account's evidence was last indexed, for
         the ``REMEMBERED_VALUES`` values it indexed last (``indexing``: what the call did)."""
         if not self._remember:
             return
         indexed = self._indexed
-        for a, now in zip(batch, indexing, strict=True):
-            since = self._since(a)  # a marked value keeps the time it was indexed
-            for ev in now:
+        for a, values in zip(batch, indexing, strict=True):
+            since = indexed.get(a.account_id, {})  # a marked value keeps when it was indexed
+            for ev in values:
                 since.pop(ev, None)  # re-inserted last: the dict stays in indexing order
-                since[ev] = a.ts
+                since[ev] = (a.ts, now, a.suspect)
             excess = len(since) - REMEMBERED_VALUES
             for ev in list(itertools.islice(since, max(0, excess))):
                 del since[ev]
-            indexed[a.account_id] = (a.suspect, since)
+            indexed[a.account_id] = since
             indexed.move_to_end(a.account_id)
         while len(indexed) > self._remember:
             indexed.popitem(last=False)

@@ -20,7 +20,10 @@ from tests.integration.test_service import RunningService
 pytestmark = pytest.mark.integration
 
 
-def _store(client: redis.Redis, settings: Settings, remember: int = 0) -> CampaignStore:
+def _store(
+    client: redis.Redis, settings: Settings, remember: int = 0, clock: list[float] | None = None
+) -> CampaignStore:
+    """``clock``: the wall clock as a one-item list the test moves (default: the real one)."""
     return CampaignStore(
         client,
         settings.redis.key_prefix,
@@ -28,6 +31,7 @@ def _store(client: redis.Redis, settings: Settings, remember: int = 0) -> Campai
         1000,
         Metrics(CollectorRegistry()),
         remember_accounts=remember,
+        **({"clock": lambda: clock[0]} if clock is not None else {}),
     )
 
 
@@ -175,7 +179,8 @@ def _index_score(client: redis.Redis, settings: Settings, value: str, account: s
 
 
 def test_a_value_indexed_lately_counts_traffic_only(client, redis_settings: Settings) -> None:
-    s = _store(client, redis_settings, remember=100)
+    wall = [0.0]
+    s = _store(client, redis_settings, remember=100, clock=wall)
     refresh = redis_settings.campaigns.index_refresh_s
     s.link([_link("a1", "net:10.4.4.0/24", "asnua:64500|ua", ts=100.0)])
     [mix] = s.link(
@@ -185,9 +190,28 @@ def test_a_value_indexed_lately_counts_traffic_only(client, redis_settings: Sett
     # Not indexed again (its entry keeps the first time), yet counted and linked.
     assert _index_score(client, redis_settings, "net:10.4.4.0/24", "a1") == 100.0
     assert mix.requests == 20 and mix.campaign_accounts == 3
-    # Past the refresh interval it is indexed again.
+    # Past the refresh interval in event time and on the wall clock, it is indexed again.
+    wall[0] += refresh + 1
     s.link([_link("a1", "net:10.4.4.0/24", ts=100.0 + refresh + 1)])
     assert _index_score(client, redis_settings, "net:10.4.4.0/24", "a1") == 100.0 + refresh + 1
+
+
+def test_a_backlog_is_not_indexed_again_before_the_wall_clock_moves_on(
+    client, redis_settings: Settings
+) -> None:
+    """Entries expire by the wall clock: hours of event time drained in a minute keep them."""
+    wall = [0.0]
+    s = _store(client, redis_settings, remember=100, clock=wall)
+    refresh = redis_settings.campaigns.index_refresh_s
+    s.link([_link("c1", "net:10.6.6.0/24", ts=100.0)])
+    wall[0] += 60.0
+    s.link([_link("c1", "net:10.6.6.0/24", ts=100.0 + 10 * refresh)])
+    assert _index_score(client, redis_settings, "net:10.6.6.0/24", "c1") == 100.0
+    wall[0] += refresh  # and the other way round: event time must move on too
+    s.link([_link("c1", "net:10.6.6.0/24", ts=100.0 + refresh / 2)])
+    assert _index_score(client, redis_settings, "net:10.6.6.0/24", "c1") == 100.0
+    s.link([_link("c1", "net:10.6.6.0/24", ts=100.0 + 11 * refresh)])
+    assert _index_score(client, redis_settings, "net:10.6.6.0/24", "c1") == 100.0 + 11 * refresh
 
 
 def test_an_account_turning_suspect_is_indexed_at_once(client, redis_settings: Settings) -> None:
@@ -195,6 +219,10 @@ def test_an_account_turning_suspect_is_indexed_at_once(client, redis_settings: S
     s.link([_link("b1", "net:10.5.5.0/24", suspect=False, ts=100.0)])
     assert _index_score(client, redis_settings, "net:10.5.5.0/24", "b1") is None
     s.link([_link("b1", "net:10.5.5.0/24", ts=110.0)])
+    assert _index_score(client, redis_settings, "net:10.5.5.0/24", "b1") == 110.0
+    # Not a suspect for a batch, then one again: its suspect's entries are still in place.
+    s.link([_link("b1", "net:10.5.5.0/24", suspect=False, ts=120.0)])
+    s.link([_link("b1", "net:10.5.5.0/24", ts=130.0)])
     assert _index_score(client, redis_settings, "net:10.5.5.0/24", "b1") == 110.0
 
 
