@@ -30,7 +30,8 @@ from detector.metrics import Metrics
 from detector.state.store import Pending, RoundTrip, sha1
 
 STRONG_KINDS = ("bill", "cfp")
-ORIGIN_KINDS = ("range:", "asnua:")  # evidence whose traffic mix is counted, for source alerts
+# Evidence whose traffic mix is counted, for source alerts (the link script's traffic pass).
+ORIGIN_PREFIXES = ("range:", "asnua:")
 # Evidence values whose indexing a worker remembers per account (``index_refresh_s``): enough
 # for an account's values to rotate through a small pool, at ~250 B each.
 REMEMBERED_VALUES = 32
@@ -511,14 +512,14 @@ class CampaignStore:
         replay runs through hours of event time in minutes (re-indexing its accounts at
         nearly every appearance had been most of the link script's work on such traffic)."""
         since, refresh = self._indexed.get(a.account_id, {}), self._settings.index_refresh_s
-        stale = (a.ts - refresh, now - refresh)
+        stale_ts, stale_at = a.ts - refresh, now - refresh
         send, indexed = [], []
         for ev in a.evidence:
-            at = since.get(ev)
-            if at is None or (at[0] <= stale[0] and at[1] <= stale[1]) or (a.suspect and not at[2]):
+            at = since.get(ev)  # (event time, clock time, as a suspect's)
+            if at is None or (at[0] <= stale_ts and at[1] <= stale_at) or (a.suspect and not at[2]):
                 send.append(ev)
                 indexed.append(ev)
-            elif ev.startswith(ORIGIN_KINDS):
+            elif ev.startswith(ORIGIN_PREFIXES):
                 send.append(f"~{ev}")
         return send, indexed
 

@@ -31,7 +31,7 @@ def _store(
         1000,
         Metrics(CollectorRegistry()),
         remember_accounts=remember,
-        **({"clock": lambda: clock[0]} if clock is not None else {}),
+        clock=time.monotonic if clock is None else lambda: clock[0],
     )
 
 
