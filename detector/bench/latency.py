@@ -3,13 +3,23 @@ the batch that carried it.
 
 Method. The bench produces events at a fixed rate (a paced producer that sends what is due
 every ``PACE_TICK_S``, like a gateway batching) and notes, per event, the monotonic time at
-which it was due and, from the acknowledgement, the partition and offset the event got.
-Meanwhile a thread reads the group's committed offsets every ``POLL_EVERY_S`` (OffsetFetch,
-without joining the group). An event at offset ``o`` of partition ``p`` is committed at the
-first read that shows ``committed[p] > o``; its latency is the time that read returned minus
-its due time. The read can only be later than the real commit, never earlier, so the figures
-are upper bounds, by at most one read interval (reported as ``resolution_ms``). Sender and
-reader are one process and one clock, so no clock skew enters.
+which it was handed to the producer (its production) and, from the acknowledgement, the
+partition and offset the event got. Meanwhile a thread reads the group's committed offsets
+every ``POLL_EVERY_S`` (OffsetFetch, without joining the group). An event at offset ``o`` of
+partition ``p`` is committed at the first read that shows ``committed[p] > o``; its latency
+is the time that read returned minus its production. The read can only be later than the
+real commit, never earlier, so the figures are upper bounds, by at most one read interval
+(reported as ``resolution_ms``). Sender and reader are one process and one clock, so no
+clock skew enters.
+
+How far the generator itself fell behind (production minus the time the event was due: the
+wait for its tick, and for a CPU the workers use, which a fleet with CPUs of its own does
+not wait for) is reported apart, as ``generator_lag_*``.
+
+The paced phase runs with this process's heap frozen (``settle_heap``): it holds every event
+and, by the end, a future per sent one, and a full collection walking them (~300 ms on the
+2-core machine) stalled the generator and the offset reader at once, which added up to that
+much to the events committed meanwhile.
 
 The workers join first (a warm-up trickle until every worker has processed a batch and
 the warm-up is committed), so no event waits for a group join.
@@ -18,15 +28,18 @@ the warm-up is committed), so no event waits for a group join.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import os
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from detector.app import settle_heap
 from detector.bench.stats import percentile, ratio
 from detector.bench.topic import CommittedOffsets, Sent, produce_paced
 from detector.bench.workers import Deployment
@@ -36,7 +49,7 @@ from detector.io.kafka import make_producer
 POLL_EVERY_S = 0.010  # an OffsetFetch costs ~0.5 ms of CPU here and some of the broker's
 # The paced producer stands for the inference fleet, which has CPUs of its own: on the bench
 # machine its thread runs at this lower priority, so it takes what the workers and servers
-# leave rather than competing with them. Its lag still counts (events carry their due time).
+# leave rather than competing with them. How late it sends is reported (``generator_lag_*``).
 GENERATOR_NICE = 10  # added to the bench's own nice value
 WARMUP_EVERY_S = 0.02
 WARMUP_TIMEOUT_S = 90.0
@@ -53,7 +66,8 @@ def commit_times(sent: Sequence[Sent], readings: Sequence[Reading]) -> list[floa
     """When each sent event was first seen committed (None: never in these readings).
 
     >>> reads = [(1.0, {0: 0}), (2.0, {0: 2}), (3.0, {0: 3, 1: 1})]
-    >>> commit_times([Sent(0, 0, 0.5), Sent(0, 2, 0.6), Sent(1, 0, 0.7), Sent(1, 5, 0.8)], reads)
+    >>> sent = [Sent(0, 0, 0.5, 0.5), Sent(0, 2, 0.6, 0.6), Sent(1, 0, 0.7, 0.7), Sent(1, 5, 0.8, 0.8)]
+    >>> commit_times(sent, reads)
     [2.0, 3.0, 3.0, None]
     """
     times: dict[int, list[float]] = {}
@@ -89,6 +103,10 @@ class LatencyRun:
     # CPU of this process (paced producer and offset reader) over the paced phase, in cores:
     # on a small machine it is taken from the workers and the servers.
     bench_cpu_share: float
+    # How late the generator handed events to the producer (production minus due time).
+    generator_lag_p50_ms: float
+    generator_lag_p99_ms: float
+    generator_lag_max_ms: float
 
 
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
@@ -138,24 +156,26 @@ def measure_latency(
     with deployment:
         warm = _warm_up(deployment, offsets, events)
         batches_before = _batches(deployment)
-        paced_from, cpu_from = time.monotonic(), time.process_time()
-        reader.start()
-        try:
-            paced = events[warm : warm + max(2, round(rate_per_s * seconds))]
-            sent = _yielding(
-                produce_paced, settings, settings.input_topic, paced, rate_per_s, progress
-            )
-            paced_s = time.monotonic() - paced_from
-            bench_cpu_s = time.process_time() - cpu_from
-            _wait_committed(deployment, reader, sent)
-        finally:
-            reader.halt.set()
-            reader.join()
+        paced = events[warm : warm + max(2, round(rate_per_s * seconds))]
+        with _settled_heap():
+            paced_from, cpu_from = time.monotonic(), time.process_time()
+            reader.start()
+            try:
+                sent = _yielding(
+                    produce_paced, settings, settings.input_topic, paced, rate_per_s, progress
+                )
+                paced_s = time.monotonic() - paced_from
+                bench_cpu_s = time.process_time() - cpu_from
+                _wait_committed(deployment, reader, sent)
+            finally:
+                reader.halt.set()
+                reader.join()
         batches = [a - b for a, b in zip(_batches(deployment), batches_before, strict=True)]
     done = commit_times(sent, reader.readings)
     latencies = [c - s.sent_s for c, s in zip(done, sent, strict=True) if c is not None]
     gaps = [b[0] - a[0] for a, b in zip(reader.readings, reader.readings[1:], strict=False)]
     span = sent[-1].sent_s - sent[0].sent_s if len(sent) > 1 else 0.0
+    lag = latency_summary([s.sent_s - s.due_s for s in sent])
     return LatencyRun(
         workers=deployment.count,
         offered_per_s=rate_per_s,
@@ -166,8 +186,24 @@ def measure_latency(
         mean_batch_events=ratio(batches[1], batches[0]),
         busy_share=ratio(batches[2], paced_s * deployment.count),
         bench_cpu_share=ratio(bench_cpu_s, paced_s),
+        generator_lag_p50_ms=lag["p50_ms"],
+        generator_lag_p99_ms=lag["p99_ms"],
+        generator_lag_max_ms=lag["max_ms"],
         **latency_summary(latencies),
     )
+
+
+@contextlib.contextmanager
+def _settled_heap() -> Iterator[None]:
+    """The collector kept off what this process holds so far (see the module's docstring),
+    and as it was afterwards."""
+    threshold = gc.get_threshold()
+    settle_heap()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def _yielding(work: Callable[..., T], *args: object) -> T:

@@ -34,12 +34,13 @@ METHOD = {
     "until every worker consumed and at the end, as scrapes cost the worker CPU)",
     "latency": f"paced producer (waking every {PACE_TICK_S * 1000:g} ms to send the events then "
     f"due, linger {PACED_LINGER_MS} ms) at a share (default half) of the median maximum of that "
-    "deployment; per event the time it was due (the wait for the tick and the producer's "
-    f"batching included), commit time = first OffsetFetch read (every {POLL_EVERY_S * 1000:g} "
-    "ms) showing the event's offset committed: an upper "
-    "bound by at most resolution_ms. Producer and reader run on the same machine as the "
-    f"workers; their CPU is reported, and the producer's thread runs at nice {GENERATOR_NICE} "
-    "(on Linux), standing for a fleet with CPUs of its own",
+    "deployment; per event from its production (handed to the producer) to the commit time "
+    f"= first OffsetFetch read (every {POLL_EVERY_S * 1000:g} ms) showing the event's offset "
+    "committed: an upper bound by at most resolution_ms. Producer and reader run on the same "
+    "machine as the workers; their CPU is reported, and the producer's thread runs at nice "
+    f"{GENERATOR_NICE} (on Linux), standing for a fleet with CPUs of its own. How late it "
+    "sent events (production minus the time each was due) is reported apart: the generator "
+    "lag, which a fleet with its own CPUs would not have",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "
     "assumes no other client on that Redis), round trips from the workers' "
     "detector_redis_roundtrip_seconds counts per op",
@@ -249,7 +250,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"events timed after a warm-up of {lat['warmup_events']}; mean batch "
         f"{lat['mean_batch_events']:.1f} events; workers busy {lat['busy_share']:.0%} of the "
         f"time; the bench's own producer and offset reader used {lat['bench_cpu_share']:.2f} "
-        "of a core.",
+        f"of a core. The generator sent events {lat['generator_lag_p50_ms']:.0f} ms after they "
+        f"were due at p50, {lat['generator_lag_p99_ms']:.0f} ms at p99 and "
+        f"{lat['generator_lag_max_ms']:.0f} ms at most (not in the figures below).",
         "",
         "| p50 | p90 | p99 | max | mean | resolution |",
         "|---:|---:|---:|---:|---:|---:|",

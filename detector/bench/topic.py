@@ -22,15 +22,15 @@ Progress = Callable[[int, int], None]  # (done, total)
 PROGRESS_EVERY = 2000  # events between progress callbacks
 BULK_LINGER_MS = 20
 BULK_BATCH_BYTES = 512 * 1024  # ~600 realistic events per produce batch: setup, not measured
-# The paced (latency) producer batches like a gateway (the tap waits 20 ms): it wakes every
-# ``PACE_TICK_S`` and sends the events due by then at once, each stamped with the time it was
-# due, so the batching counts in the latency. On two shared cores the load generator's CPU is
-# taken from the detector it measures: a produce request and a sleep per event made it, not
-# the detector, set the tail (p99 122 ms for a consumer doing nothing at 4,700 events/s);
-# waking every 1 ms with a 5 ms linger cost 0.39 of a core at 3,000 events/s, every 10 ms
-# without linger 0.24 (and p99 242-276 ms against 334-415 with the reader's reads halved too).
+# The paced (latency) producer batches like a gateway, and as the tap does (it waits 20 ms):
+# it wakes every ``PACE_TICK_S`` and sends the events due by then at once. On two shared
+# cores the load generator's CPU is taken from the detector it measures: a produce request
+# and a sleep per event made it, not the detector, set the tail (p99 122 ms for a consumer
+# doing nothing at 4,700 events/s); waking every 1 ms with a 5 ms linger cost 0.39 of a core
+# at 3,000 events/s. Each wake costs ~3 ms of CPU in kafka-python (a produce request and its
+# futures): at 2,000 events/s, every 10 ms took 0.41-0.43 of a core, every 20 ms 0.30-0.33.
 PACED_LINGER_MS = 0
-PACE_TICK_S = 0.010
+PACE_TICK_S = 0.020
 
 
 def create_topic(settings: KafkaSettings, topic: str, partitions: int) -> None:
@@ -112,11 +112,13 @@ def produce_all(
 
 @dataclass(frozen=True)
 class Sent:
-    """One paced event: where it landed and when it was handed to the producer (monotonic s)."""
+    """One paced event: where it landed, when it was handed to the producer and when it was
+    due (monotonic s). A generator that falls behind sends late: ``sent_s - due_s``."""
 
     partition: int
     offset: int
     sent_s: float
+    due_s: float
 
 
 def produce_paced(
@@ -127,10 +129,10 @@ def produce_paced(
     progress: Progress | None = None,
 ) -> list[Sent]:
     """Send ``events`` at a fixed rate: every ``PACE_TICK_S`` the events due by then, each
-    stamped with the time it was due, so the wait for the tick (and ``PACED_LINGER_MS``, if
-    any) counts in the latency."""
+    stamped with the time it was handed to the producer (its production) and the time it
+    was due."""
     producer = make_producer(settings, linger_ms=PACED_LINGER_MS)
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
     futures = []
     try:
         started = time.monotonic()
@@ -139,7 +141,7 @@ def produce_paced(
             due = min(len(events), int((time.monotonic() - started) * rate_per_s) + 1)
             for k in range(i, due):
                 key, value = events[k]
-                stamps.append(started + k / rate_per_s)  # when it was due: the tick's wait counts
+                stamps.append((time.monotonic(), started + k / rate_per_s))
                 futures.append(producer.send(topic, key=key, value=value))
             if progress and i // 200 != due // 200:
                 progress(due, len(events))
@@ -149,11 +151,11 @@ def produce_paced(
     finally:
         producer.close()
     sent = []
-    for stamp, future in zip(stamps, futures, strict=True):
+    for (sent_s, due_s), future in zip(stamps, futures, strict=True):
         if not future.succeeded():
             raise BenchError(f"a paced event was not accepted by the broker: {future.exception}")
         md = future.value
-        sent.append(Sent(md.partition, md.offset, stamp))
+        sent.append(Sent(md.partition, md.offset, sent_s, due_s))
     return sent
 
 

@@ -1,25 +1,34 @@
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 
 import pytest
 
-from detector.bench.latency import GENERATOR_NICE, _yielding, commit_times, latency_summary
+from detector.app import GC_YOUNG_THRESHOLD
+from detector.bench.latency import (
+    GENERATOR_NICE,
+    _settled_heap,
+    _yielding,
+    commit_times,
+    latency_summary,
+)
 from detector.bench.topic import Sent
 
 
 def test_commit_time_is_the_first_read_showing_the_offset_committed() -> None:
     reads = [(1.0, {0: 0, 1: 0}), (1.1, {0: 3}), (1.2, {0: 3, 1: 2}), (1.3, {0: 5, 1: 2})]
-    sent = [Sent(0, 0, 0.9), Sent(0, 2, 0.95), Sent(0, 3, 0.96), Sent(1, 1, 0.97), Sent(1, 2, 1.0)]
+    sent = [Sent(0, 0, 0.9, 0.9), Sent(0, 2, 0.95, 0.9), Sent(0, 3, 0.96, 0.9)]
+    sent += [Sent(1, 1, 0.97, 0.9), Sent(1, 2, 1.0, 0.9)]
     assert commit_times(sent, reads) == [1.1, 1.1, 1.3, 1.2, None]
 
 
 def test_a_lower_recommit_does_not_move_time_back() -> None:
     # After a rebalance a new owner may commit an older offset again; what was seen stays seen.
     reads = [(1.0, {0: 4}), (1.1, {0: 2}), (1.2, {0: 6})]
-    assert commit_times([Sent(0, 3, 0.5), Sent(0, 5, 0.5)], reads) == [1.0, 1.2]
+    assert commit_times([Sent(0, 3, 0.5, 0.5), Sent(0, 5, 0.5, 0.5)], reads) == [1.0, 1.2]
 
 
 def test_summary_in_milliseconds() -> None:
@@ -48,3 +57,13 @@ def test_a_failure_of_the_paced_producer_reaches_the_caller() -> None:
 
     with pytest.raises(ValueError, match="refused"):
         _yielding(fail, "refused")
+
+
+def test_the_paced_phase_keeps_the_collector_off_the_heap_and_restores_it() -> None:
+    held = [[i] for i in range(1000)]  # stands for the events the bench holds
+    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    with _settled_heap():
+        assert gc.get_freeze_count() >= frozen + len(held)
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+    assert gc.get_threshold() == threshold
+    assert gc.get_freeze_count() == 0

@@ -71,6 +71,9 @@ def _result() -> dict:
             "resolution_ms": 6.0,
             "busy_share": 0.5,
             "bench_cpu_share": 0.4,
+            "generator_lag_p50_ms": 3.0,
+            "generator_lag_p99_ms": 30.0,
+            "generator_lag_max_ms": 60.0,
             "mean_batch_events": 40.0,
         },
         memory={
@@ -124,4 +127,5 @@ def test_json_and_markdown_render() -> None:
     page = markdown(result)
     assert "| detector, 2 workers (end to end) | 3,200 | 11% |" in page
     assert "| 40 ms | 80 ms | 120 ms | 200 ms | 50 ms | 6.0 ms |" in page
+    assert "3 ms after they were due at p50, 30 ms at p99 and 60 ms at most" in page
     assert "**150.0 B per entry**" in page

@@ -66,6 +66,12 @@ def test_bench_small(redis_url: str, kafka_bootstrap: str, unique: str, tmp_path
     assert lat["events"] > 0 and lat["achieved_per_s"] > 0
     assert lat["busy_share"] > 0 and lat["mean_batch_events"] >= 1
     assert lat["bench_cpu_share"] > 0
+    assert (
+        0
+        <= lat["generator_lag_p50_ms"]
+        <= lat["generator_lag_p99_ms"]
+        <= lat["generator_lag_max_ms"]
+    )
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
 
     mem = result["memory"]
