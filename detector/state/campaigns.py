@@ -200,6 +200,7 @@ end
 -- Counts are summed here and written once per key below: a call costs more than a table update.
 local exists, campaign_events, campaign_last, campaign_caps, joined_at = {}, {}, {}, {}, {}
 local first_seen, pop, cm, src_counts, src_accounts, src_campaign = {}, {}, {}, {}, {}, {}
+local src_fresh = {}
 local function add(t, key, field, n)
   local row = t[key]
   if row == nil then row = {}; t[key] = row end
@@ -239,14 +240,20 @@ while i <= #ARGV do
     add(pop, base .. ':pop:' .. hour, model, count)
     if root then add(cm, base .. ':cm:' .. root .. ':' .. hour, model, count) end
   end
-  -- Traffic mix of the account's network and client origins.
+  -- Traffic mix of the account's network and client origins. A marked origin was indexed for
+  -- the account lately (within index_refresh_s, far under the TTL): the account is in the
+  -- origin's HyperLogLog already and the keys' TTLs were set then, so only its traffic counts.
   for j = i + 6, i + 5 + n do
     local ev = ARGV[j]
-    if string.byte(ev) == 126 then ev = string.sub(ev, 2) end
+    local marked = string.byte(ev) == 126
+    if marked then ev = string.sub(ev, 2) end
     local kind = string.match(ev, '^([^:]+)')
     if kind == 'range' or kind == 'asnua' then
       add(src_counts, ev, 'requests', events)
-      push(src_accounts, base .. ':sa:' .. ev, account)
+      if not marked then
+        push(src_accounts, base .. ':sa:' .. ev, account)
+        src_fresh[ev] = true
+      end
       if root then
         add(src_counts, ev, 'campaign_requests', events)
         push(src_accounts, base .. ':sc:' .. ev, account)
@@ -279,9 +286,13 @@ for _, counts in ipairs({pop, cm}) do
 end
 for ev, row in pairs(src_counts) do
   local src = base .. ':src:' .. ev
-  for field, count in pairs(row) do redis.call('HINCRBY', src, field, count) end
+  local fresh = src_fresh[ev]
+  for field, count in pairs(row) do
+    -- A count that is only this call's is a new key (or one Redis lost): it needs its TTL.
+    if redis.call('HINCRBY', src, field, count) == count and field == 'requests' then fresh = true end
+  end
   if src_campaign[ev] then redis.call('HSET', src, 'campaign', src_campaign[ev]) end
-  expire(src, ttl)
+  if fresh then expire(src, ttl) end
 end
 for key, accounts in pairs(src_accounts) do
   call_many('PFADD', key, accounts)

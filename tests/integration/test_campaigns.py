@@ -196,6 +196,23 @@ def test_a_value_indexed_lately_counts_traffic_only(client, redis_settings: Sett
     assert _index_score(client, redis_settings, "net:10.4.4.0/24", "a1") == 100.0 + refresh + 1
 
 
+def test_an_origin_indexed_lately_keeps_its_keys_alive(client, redis_settings: Settings) -> None:
+    """A marked origin only adds traffic; its keys got their TTLs when it was indexed, and a
+    key Redis lost in between is made again with one."""
+    s = _store(client, redis_settings, remember=100)
+    base = f"{redis_settings.redis.key_prefix}cmp:{{c}}"
+    s.link([_link("o1", "range:10.7.0.0/16", ts=100.0)])
+    s.link([_link("o1", "range:10.7.0.0/16", ts=200.0)])
+    src, accounts = f"{base}:src:range:10.7.0.0/16", f"{base}:sa:range:10.7.0.0/16"
+    assert client.hget(src, "requests") == "10" and client.pfcount(accounts) == 1
+    assert 0 < client.ttl(src) <= redis_settings.campaigns.ttl_s
+    assert 0 < client.ttl(accounts) <= redis_settings.campaigns.ttl_s
+    client.delete(src)
+    s.link([_link("o1", "range:10.7.0.0/16", ts=300.0)])
+    assert client.hget(src, "requests") == "5"
+    assert 0 < client.ttl(src) <= redis_settings.campaigns.ttl_s
+
+
 def test_a_backlog_is_not_indexed_again_before_the_wall_clock_moves_on(
     client, redis_settings: Settings
 ) -> None:
