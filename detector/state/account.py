@@ -33,15 +33,22 @@ class DistinctValues:
     each, and updated exactly once per applied event, also when a batch is processed again.
     """
 
-    __slots__ = ("sketches",)
+    __slots__ = ("_counts", "_last", "sketches")
 
     def __init__(self, blobs: list[bytes] | None = None) -> None:
         self.sketches = [
             hll_sketch.deserialize(b) if b else hll_sketch(DISTINCT_LG_K, tgt_hll_type.HLL_4)
             for b in (blobs or [b"", b"", b""])
         ]
+        # The last event's values and the counts after it: most accounts keep their address,
+        # model and client, and a sketch that holds a value already does not change.
+        self._last: tuple[str, str, str] | None = None
+        self._counts = Distinct()
 
     def add(self, ip: str, model: str, user_agent: str) -> Distinct:
+        values = (ip, model, user_agent)
+        if values == self._last:
+            return self._counts
         ips, models, user_agents = self.sketches  # unrolled: this runs for every event
         if ip:
             ips.update(ip)
@@ -49,11 +56,13 @@ class DistinctValues:
             models.update(model)
         if user_agent:
             user_agents.update(user_agent)
-        return Distinct(
+        self._last = values
+        self._counts = Distinct(
             round(ips.get_estimate()),
             round(models.get_estimate()),
             round(user_agents.get_estimate()),
         )
+        return self._counts
 
     def blobs(self) -> list[bytes]:
         return [b"" if s.is_empty() else s.serialize_compact() for s in self.sketches]
@@ -271,9 +280,13 @@ def apply_event(
         state.first_seen = min(state.first_seen, ts)
         state.last_seen = max(state.last_seen, ts)
 
-    estimates = [
-        w.estimate(ts, width) for width, w in zip(settings.windows_s, state.windows, strict=True)
-    ]
+    requests, tokens = zip(
+        *[
+            w.estimate(ts, width)
+            for width, w in zip(settings.windows_s, state.windows, strict=True)
+        ],
+        strict=True,
+    )
     origin = state.created_ts or state.first_seen
     return Snapshot(
         account_id=feat.account_id,
@@ -282,8 +295,8 @@ def apply_event(
         events=state.events,
         first_seen=state.first_seen,
         account_age_s=max(0.0, ts - origin) if state.created_ts else None,
-        requests=tuple(e[0] for e in estimates),
-        tokens=tuple(e[1] for e in estimates),
+        requests=requests,
+        tokens=tokens,
         rate_per_hour=rate_per_hour(state, ts, settings.rate_half_life_s),
         distinct=distinct,
         completed_hour=completed_hour,

@@ -7,12 +7,16 @@ import math
 import msgpack
 import pytest
 import xxhash
+from datasketches import hll_sketch, tgt_hll_type
 from msgspec.structs import replace
 
 from detector.config import StateSettings
 from detector.features import EventFeatures
 from detector.state.account import (
+    DISTINCT_LG_K,
     AccountState,
+    Distinct,
+    DistinctValues,
     Snapshot,
     Window,
     apply_event,
@@ -280,6 +284,25 @@ def test_distinct_values_are_counted_once_each() -> None:
     again = AccountState.from_bytes(state.to_bytes(), len(WINDOWS))
     snap = apply(again, replace(feat(9, T0 + 9), source_ip="10.0.0.2", model="m2"))
     assert (snap.distinct.ips, snap.distinct.models) == (3, 2)
+
+
+def test_distinct_counts_skipping_repeats_equal_a_count_from_scratch() -> None:
+    """An event with the last event's values reuses its counts: the same as recounting."""
+    values = [("a", "m", "u"), ("a", "m", "u"), ("b", "m", "u"), ("b", "n", "u"), ("b", "n", "v")]
+    values += [("", "m", "v"), ("", "m", "v"), ("c", "n", "")] * 3
+
+    def from_scratch(seen: list[tuple[str, str, str]]) -> Distinct:
+        sketches = [hll_sketch(DISTINCT_LG_K, tgt_hll_type.HLL_4) for _ in range(3)]
+        for event in seen:
+            for sketch, value in zip(sketches, event, strict=True):
+                if value:
+                    sketch.update(value)
+        return Distinct(*(round(s.get_estimate()) for s in sketches))
+
+    kept = DistinctValues()
+    for i, event in enumerate(values):
+        assert kept.add(*event) == from_scratch(values[: i + 1])
+    assert kept.add("d", "m", "u").ips == 4
 
 
 def test_from_bytes_adds_a_new_window() -> None:
