@@ -147,6 +147,12 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="offered load of the latency run, as a share of the measured maximum (default 0.5)",
     )
     bench.add_argument(
+        "--latency-rate",
+        type=float,
+        help="only the latency run, at this many events/s (for sizing at a known load; "
+        "--events must hold the rate for --latency-seconds)",
+    )
+    bench.add_argument(
         "--naive-events", type=int, default=10_000, help="events of the naive baseline"
     )
     bench.add_argument(
@@ -328,7 +334,13 @@ def _pager(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from detector.bench.report import console_table, markdown, to_json
+    from detector.bench.report import (
+        LATENCY_SCHEMA,
+        console_table,
+        latency_markdown,
+        markdown,
+        to_json,
+    )
     from detector.bench.run import BenchOptions, run_bench, uses_external
 
     # The bench saturates the machine on purpose: kafka-python's slow-I/O-task warnings are noise.
@@ -345,6 +357,7 @@ def _bench(args: argparse.Namespace) -> int:
         latency_seconds=args.latency_seconds,
         latency_workers=args.latency_workers,
         latency_load=args.latency_load,
+        latency_rate=args.latency_rate,
         naive_events=args.naive_events,
         account_sample=args.account_sample,
         work_dir=args.work_dir,
@@ -359,22 +372,32 @@ def _bench(args: argparse.Namespace) -> int:
             bar.update(task, description=stage, completed=done, total=total or None)
 
         result = run_bench(settings, options, progress)
-    console.print(console_table(result))
-    lat, mem = result["latency"], result["memory"]
-    console.print(
+    lat = result["latency"]
+    summary = (
         f"latency at {lat['offered_per_s']:,.0f} events/s: p50 {lat['p50_ms']:.0f} ms, "
-        f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms; Redis "
-        f"{result['redis']['roundtrips_per_batch']} round trips per batch, "
-        f"{result['redis']['commands_per_event']} commands per event; "
-        f"{mem['bytes_per_account']['median']:,} B per account (median)"
+        f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms"
     )
+    alone = result["schema"] == LATENCY_SCHEMA
+    if alone:
+        console.print(
+            f"{summary}; {lat['workers']} worker(s) busy {lat['busy_share']:.0%}, mean batch "
+            f"{lat['mean_batch_events']:.0f} events"
+        )
+    else:
+        console.print(console_table(result))
+        console.print(
+            f"{summary}; Redis {result['redis']['roundtrips_per_batch']} round trips per batch, "
+            f"{result['redis']['commands_per_event']} commands per event; "
+            f"{result['memory']['bytes_per_account']['median']:,} B per account (median)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(to_json(result))
         console.print(f"JSON: {args.json}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(result), encoding="utf-8")
+        page = latency_markdown(result) if alone else markdown(result)
+        args.markdown.write_text(page, encoding="utf-8")
         console.print(f"Markdown: {args.markdown}")
     return 0
 

@@ -50,6 +50,7 @@ class BenchOptions:
     latency_seconds: float = 15.0
     latency_workers: int = 1
     latency_load: float = 0.5  # share of the measured maximum offered in the latency run
+    latency_rate: float | None = None  # events/s: the latency run alone, at this rate
     naive_events: int = 10_000
     account_sample: int = 500
     work_dir: Path = Path("out/bench")
@@ -66,6 +67,8 @@ class BenchOptions:
         latency = f" --latency-workers {self.latency_workers}" if self.latency_workers != 1 else ""
         if self.latency_load != 0.5:
             latency += f" --latency-load {self.latency_load}"
+        if self.latency_rate is not None:
+            latency += f" --latency-rate {self.latency_rate:g}"
         scenario = f" --scenario {self.scenario}" if self.scenario != "default" else ""
         return (
             f"detector bench --events {self.events} --workers {self.workers} "
@@ -89,6 +92,19 @@ class BenchOptions:
             raise ConfigError("--latency-workers must be 1 or --workers")
         if not 0 < self.latency_load <= 1:
             raise ConfigError("--latency-load must be in (0, 1]: a share of the measured maximum")
+        if self.latency_rate is not None:
+            if self.latency_rate <= 0:
+                raise ConfigError("--latency-rate must be positive (events/s)")
+            if self.latency_load != 0.5:
+                raise ConfigError(
+                    "--latency-rate and --latency-load exclude each other: a rate is offered "
+                    "as it is, without measuring the maximum"
+                )
+            if self.latency_rate * self.latency_seconds > 0.9 * self.events:
+                raise ConfigError(
+                    f"--latency-rate x --latency-seconds needs more than 90% of --events "
+                    f"({self.events}); raise --events or shorten --latency-seconds"
+                )
         if self.latency_seconds <= 0 or self.naive_events < 100 or self.account_sample < 1:
             raise ConfigError(
                 "--latency-seconds must be positive, --naive-events at least 100, "
@@ -169,16 +185,23 @@ def _workers_label(n: int) -> str:
     return f"{n} worker{'s' if n > 1 else ''}"
 
 
-def run_bench(
-    settings: Settings,
-    options: BenchOptions,
-    progress: Progress | None = None,
-    environ: Mapping[str, str] = os.environ,
-) -> dict[str, Any]:
-    """Run every measurement; returns the result document (``report`` renders it)."""
-    options.check()
-    started = dt.datetime.now(dt.UTC)
-    load_before = load_average()
+@dataclass
+class _Session:
+    """What every measurement of one bench run shares: names, the Redis probe, the machine and
+    the events."""
+
+    run: _Run
+    probe: RedisProbe
+    machine: dict[str, Any]
+    events: BenchEvents
+    pairs: list[tuple[bytes, bytes]]
+    tags: list[str] = field(default_factory=list)  # deployments made, for their topics
+
+
+@contextlib.contextmanager
+def _session(
+    settings: Settings, options: BenchOptions, progress: Progress | None
+) -> Iterator[_Session]:
     with _services(settings, options) as (settings, broker):
         client = connect(settings.redis)
         probe = RedisProbe(client)
@@ -195,36 +218,78 @@ def run_bench(
                 options.work_dir,
                 status=(lambda _msg: progress("simulate", 0, 0)) if progress else None,
             )
-            pairs = list(read_events(events.path))
-            create_topic(settings.kafka, run.topic, options.partitions)
-            ends = produce_all(
-                settings.kafka, run.topic, pairs, len(pairs), _stage(progress, "produce")
-            )
-            ceiling = [
-                consume_ceiling(
-                    settings.kafka, run.topic, ends, CEILING_TIMEOUT_S, _stage(progress, "ceiling")
-                )
-                for _ in range(options.repeat)
-            ]
-            detector, memory = _throughput(run, probe, ends, environ, tags, progress)
-            latency = _latency(run, probe, pairs, detector, environ, tags, progress)
-            replays, naive = _offline(run, probe, events, progress)
+            yield _Session(run, probe, machine, events, list(read_events(events.path)), tags)
         finally:
             client.close()
             if not options.embedded_kafka:
                 delete_topics(settings.kafka, run.topics(tags))
+
+
+def run_bench(
+    settings: Settings,
+    options: BenchOptions,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
+    """Run every measurement, or only the latency run if ``options.latency_rate`` is set;
+    returns the result document (``report`` renders it)."""
+    options.check()
+    if options.latency_rate is not None:
+        return run_latency(settings, options, progress, environ)
+    started = dt.datetime.now(dt.UTC)
+    load_before = load_average()
+    with _session(settings, options, progress) as b:
+        run, kafka = b.run, b.run.settings.kafka
+        create_topic(kafka, run.topic, options.partitions)
+        ends = produce_all(kafka, run.topic, b.pairs, len(b.pairs), _stage(progress, "produce"))
+        ceiling = [
+            consume_ceiling(kafka, run.topic, ends, CEILING_TIMEOUT_S, _stage(progress, "ceiling"))
+            for _ in range(options.repeat)
+        ]
+        detector, memory = _throughput(run, b.probe, ends, environ, b.tags, progress)
+        maximum = statistics.median(r.events_per_s for r in detector[options.latency_workers])
+        rate = maximum * options.latency_load
+        latency = _latency(run, b.probe, b.pairs, rate, maximum, environ, b.tags, progress)
+        replays, naive = _offline(run, b.probe, b.events, progress)
     return report.build(
         started=started.isoformat(timespec="seconds"),
         options=options,
-        machine=machine,
+        machine=b.machine,
         load={"before": load_before, "after": load_average()},
-        events=events,
+        events=b.events,
         ceiling=ceiling,
         detector=detector,
         latency=latency,
         memory=memory,
         replays=replays,
         naive=naive,
+    )
+
+
+def run_latency(
+    settings: Settings,
+    options: BenchOptions,
+    progress: Progress | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
+    """The latency run alone, at ``options.latency_rate`` events/s: for sizing at a known
+    load without measuring the maximum first (``report.latency_markdown`` renders it)."""
+    options.check()
+    if options.latency_rate is None:
+        raise ConfigError("a latency run alone needs --latency-rate")
+    started = dt.datetime.now(dt.UTC)
+    load_before = load_average()
+    with _session(settings, options, progress) as b:
+        latency = _latency(
+            b.run, b.probe, b.pairs, options.latency_rate, None, environ, b.tags, progress
+        )
+    return report.build_latency(
+        started=started.isoformat(timespec="seconds"),
+        options=options,
+        machine=b.machine,
+        load={"before": load_before, "after": load_average()},
+        events=b.events,
+        latency=latency,
     )
 
 
@@ -298,14 +363,15 @@ def _latency(
     run: _Run,
     probe: RedisProbe,
     pairs: list[tuple[bytes, bytes]],
-    detector: dict[int, list[DetectorRun]],
+    rate: float,
+    maximum: float | None,
     environ: Mapping[str, str],
     tags: list[str],
     progress: Progress | None,
 ) -> dict[str, Any]:
+    """The latency run at ``rate`` events/s (``maximum``: what it is a share of, if any)."""
     options = run.options
     workers = options.latency_workers
-    maximum = statistics.median(r.events_per_s for r in detector[workers])
     topic = f"bench.{run.run_id}.latency.queries"
     create_topic(run.settings.kafka, topic, options.partitions)
     tags.append("latency")
@@ -316,7 +382,7 @@ def _latency(
             Deployment(settings, workers, options.work_dir / run.run_id / "latency", environ),
             offsets,
             pairs,
-            rate_per_s=maximum * options.latency_load,
+            rate_per_s=rate,
             seconds=options.latency_seconds,
             progress=_stage(progress, "latency"),
         )

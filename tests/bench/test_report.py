@@ -6,7 +6,15 @@ import orjson
 
 from detector.bench.events import BenchEvents
 from detector.bench.offline import OfflineRun
-from detector.bench.report import build, markdown, redis_cost, to_json
+from detector.bench.report import (
+    LATENCY_SCHEMA,
+    build,
+    build_latency,
+    latency_markdown,
+    markdown,
+    redis_cost,
+    to_json,
+)
 from detector.bench.run import BenchOptions
 from detector.bench.throughput import DetectorRun
 from detector.bench.topic import CeilingRun
@@ -129,3 +137,21 @@ def test_json_and_markdown_render() -> None:
     assert "| 40 ms | 80 ms | 120 ms | 200 ms | 50 ms | 6.0 ms |" in page
     assert "3 ms after they were due at p50, 30 ms at p99 and 60 ms at most" in page
     assert "**150.0 B per entry**" in page
+
+
+def test_a_latency_run_alone_renders_without_a_maximum() -> None:
+    full = _result()
+    alone = build_latency(
+        started=full["started_at"],
+        options=BenchOptions(events=10_000, latency_rate=300),
+        machine=full["machine"],
+        load=full["load_average"],
+        events=BenchEvents(Path("e.jsonl"), 10_000, 100, 800.0, 24.0, "default", 42, 0.02),
+        latency={**full["latency"], "max_events_per_s": None, "offered_per_s": 300.0},
+    )
+    assert orjson.loads(to_json(alone))["schema"] == LATENCY_SCHEMA
+    assert "--latency-rate 300" in alone["command"]
+    page = latency_markdown(alone)
+    assert "offered 300 events/s (a fixed rate)" in page
+    assert "| 40 ms | 80 ms | 120 ms | 200 ms | 50 ms | 6.0 ms |" in page
+    assert "## Throughput" not in page

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from detector.bench.report import markdown, to_json
+from detector.bench.report import LATENCY_SCHEMA, latency_markdown, markdown, to_json
 from detector.bench.run import BenchOptions, run_bench, uses_external
 from detector.config import Settings
 
@@ -19,22 +19,30 @@ EVENTS = 3000
 NAIVE = 300
 
 
-def test_bench_small(redis_url: str, kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
-    settings = Settings().with_overrides(
+@pytest.fixture
+def settings(redis_url: str, kafka_bootstrap: str, unique: str) -> Settings:
+    return Settings().with_overrides(
         kafka={"bootstrap_servers": kafka_bootstrap},
         redis={"url": redis_url, "key_prefix": f"t{unique}:"},
     )
+
+
+def _options(settings: Settings, work_dir: Path, **given: object) -> BenchOptions:
+    """Small bench options on the session's broker and Redis."""
     external_kafka, external_redis = uses_external(settings)
-    options = BenchOptions(
+    return BenchOptions(
         events=EVENTS,
-        workers=2,
-        partitions=4,
         latency_seconds=2.0,
-        naive_events=NAIVE,
-        account_sample=50,
-        work_dir=tmp_path,
+        work_dir=work_dir,
         embedded_kafka=not external_kafka,
         embedded_redis=not external_redis,
+        **given,  # type: ignore[arg-type]
+    )
+
+
+def test_bench_small(settings: Settings, redis_url: str, unique: str, tmp_path: Path) -> None:
+    options = _options(
+        settings, tmp_path, workers=2, partitions=4, naive_events=NAIVE, account_sample=50
     )
     stages: set[str] = set()
     result = orjson.loads(
@@ -95,3 +103,18 @@ def test_bench_small(redis_url: str, kafka_bootstrap: str, unique: str, tmp_path
         assert not list(client.scan_iter(match=f"t{unique}:bench:*", count=1000))
     finally:
         client.close()
+
+
+def test_latency_alone_at_a_fixed_rate(settings: Settings, tmp_path: Path) -> None:
+    options = _options(settings, tmp_path, latency_rate=300.0)
+    stages: set[str] = set()
+    result = orjson.loads(
+        to_json(run_bench(settings, options, lambda stage, *_: stages.add(stage)))
+    )
+    assert stages == {"simulate", "latency"}  # nothing else is measured
+    assert result["schema"] == LATENCY_SCHEMA and "ceiling" not in result
+    lat = result["latency"]
+    assert lat["offered_per_s"] == 300.0 and lat["max_events_per_s"] is None
+    assert lat["events"] == 600 and lat["achieved_per_s"] > 0
+    assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert "(a fixed rate)" in latency_markdown(result)
