@@ -35,7 +35,8 @@ METHOD = {
     "until every worker consumed and at the end, as scrapes cost the worker CPU)",
     "latency": f"paced producer (waking every {PACE_TICK_S * 1000:g} ms to send the events then "
     f"due, linger {PACED_LINGER_MS} ms) at a share (default half) of the median maximum of that "
-    "deployment, or at the rate --latency-rate names; per event from its production (handed to the producer) to the commit time "
+    "deployment, or at the rate --latency-rate names; per event from its production "
+    "(handed to the producer) to the commit time "
     f"= first OffsetFetch read (every {POLL_EVERY_S * 1000:g} ms) showing the event's offset "
     "committed: an upper bound by at most resolution_ms. Producer and reader run on the same "
     "machine as the workers; their CPU is reported, and the producer's thread runs at nice "

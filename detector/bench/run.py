@@ -195,13 +195,26 @@ class _Session:
     machine: dict[str, Any]
     events: BenchEvents
     pairs: list[tuple[bytes, bytes]]
-    tags: list[str] = field(default_factory=list)  # deployments made, for their topics
+    tags: list[str]  # deployments made, for their topics
+    started: dt.datetime
+    load_before: list[float]
+
+    def about(self) -> dict[str, Any]:
+        """The run's own part of its result document (``report.build``, ``build_latency``)."""
+        return {
+            "started": self.started.isoformat(timespec="seconds"),
+            "options": self.run.options,
+            "machine": self.machine,
+            "load": {"before": self.load_before, "after": load_average()},
+            "events": self.events,
+        }
 
 
 @contextlib.contextmanager
 def _session(
     settings: Settings, options: BenchOptions, progress: Progress | None
 ) -> Iterator[_Session]:
+    started, load_before = dt.datetime.now(dt.UTC), load_average()
     with _services(settings, options) as (settings, broker):
         client = connect(settings.redis)
         probe = RedisProbe(client)
@@ -218,7 +231,8 @@ def _session(
                 options.work_dir,
                 status=(lambda _msg: progress("simulate", 0, 0)) if progress else None,
             )
-            yield _Session(run, probe, machine, events, list(read_events(events.path)), tags)
+            pairs = list(read_events(events.path))
+            yield _Session(run, probe, machine, events, pairs, tags, started, load_before)
         finally:
             client.close()
             if not options.embedded_kafka:
@@ -236,8 +250,6 @@ def run_bench(
     options.check()
     if options.latency_rate is not None:
         return run_latency(settings, options, progress, environ)
-    started = dt.datetime.now(dt.UTC)
-    load_before = load_average()
     with _session(settings, options, progress) as b:
         run, kafka = b.run, b.run.settings.kafka
         create_topic(kafka, run.topic, options.partitions)
@@ -252,11 +264,7 @@ def run_bench(
         latency = _latency(run, b.probe, b.pairs, rate, maximum, environ, b.tags, progress)
         replays, naive = _offline(run, b.probe, b.events, progress)
     return report.build(
-        started=started.isoformat(timespec="seconds"),
-        options=options,
-        machine=b.machine,
-        load={"before": load_before, "after": load_average()},
-        events=b.events,
+        **b.about(),
         ceiling=ceiling,
         detector=detector,
         latency=latency,
@@ -277,20 +285,11 @@ def run_latency(
     options.check()
     if options.latency_rate is None:
         raise ConfigError("a latency run alone needs --latency-rate")
-    started = dt.datetime.now(dt.UTC)
-    load_before = load_average()
     with _session(settings, options, progress) as b:
         latency = _latency(
             b.run, b.probe, b.pairs, options.latency_rate, None, environ, b.tags, progress
         )
-    return report.build_latency(
-        started=started.isoformat(timespec="seconds"),
-        options=options,
-        machine=b.machine,
-        load={"before": load_before, "after": load_average()},
-        events=b.events,
-        latency=latency,
-    )
+    return report.build_latency(**b.about(), latency=latency)
 
 
 def _throughput(
