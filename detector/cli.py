@@ -153,6 +153,12 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--events must hold the rate for --latency-seconds)",
     )
     bench.add_argument(
+        "--latency-shared-cpus",
+        action="store_true",
+        help="leave the latency run's workers on any CPU, beside the bench, broker and Redis "
+        "(default: each worker on a CPU of its own, when there are more CPUs than workers)",
+    )
+    bench.add_argument(
         "--naive-events", type=int, default=10_000, help="events of the naive baseline"
     )
     bench.add_argument(
@@ -358,6 +364,7 @@ def _bench(args: argparse.Namespace) -> int:
         latency_workers=args.latency_workers,
         latency_load=args.latency_load,
         latency_rate=args.latency_rate,
+        latency_own_cpus=not args.latency_shared_cpus,
         naive_events=args.naive_events,
         account_sample=args.account_sample,
         work_dir=args.work_dir,

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from detector.app import settle_heap
+from detector.bench.cpus import placed
 from detector.bench.stats import percentile, ratio
 from detector.bench.topic import CommittedOffsets, Sent, produce_paced
 from detector.bench.workers import Deployment
@@ -107,6 +108,7 @@ class LatencyRun:
     generator_lag_p50_ms: float
     generator_lag_p99_ms: float
     generator_lag_max_ms: float
+    cpu_placement: str  # detector.bench.cpus.describe
 
 
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
@@ -149,15 +151,17 @@ def measure_latency(
     rate_per_s: float,
     seconds: float,
     progress: Progress | None = None,
+    own_cpus: bool = True,
 ) -> LatencyRun:
-    """Warm up on the first events, then send the next ``seconds`` worth at ``rate_per_s``."""
+    """Warm up on the first events, then send the next ``seconds`` worth at ``rate_per_s``,
+    with each worker on a CPU of its own if ``own_cpus`` and the machine has enough."""
     settings = deployment.settings.kafka
     reader = _Reader(offsets, settings.group_id)
     with deployment:
         warm = _warm_up(deployment, offsets, events)
         batches_before = _batches(deployment)
         paced = events[warm : warm + max(2, round(rate_per_s * seconds))]
-        with _settled_heap():
+        with placed(deployment.pids, own_cpus) as placement, _settled_heap():
             paced_from, cpu_from = time.monotonic(), time.process_time()
             reader.start()
             try:
@@ -189,6 +193,7 @@ def measure_latency(
         generator_lag_p50_ms=lag["p50_ms"],
         generator_lag_p99_ms=lag["p99_ms"],
         generator_lag_max_ms=lag["max_ms"],
+        cpu_placement=placement,
         **latency_summary(latencies),
     )
 

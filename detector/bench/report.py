@@ -42,7 +42,10 @@ METHOD = {
     "machine as the workers; their CPU is reported, and the producer's thread runs at nice "
     f"{GENERATOR_NICE} (on Linux), standing for a fleet with CPUs of its own. How late it "
     "sent events (production minus the time each was due) is reported apart: the generator "
-    "lag, which a fleet with its own CPUs would not have",
+    "lag, which a fleet with its own CPUs would not have. When the machine has more CPUs than "
+    "the run has workers, each worker runs on a CPU of its own and the bench, the embedded "
+    "broker and Redis on the others, as a deployment gives each worker its CPU "
+    "(--latency-shared-cpus leaves the scheduler to place them)",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "
     "assumes no other client on that Redis), round trips from the workers' "
     "detector_redis_roundtrip_seconds counts per op",
@@ -274,7 +277,8 @@ def _latency_section(lat: dict[str, Any]) -> list[str]:
         "",
         f"{lat['workers']} worker(s), offered {lat['offered_per_s']:,.0f} events/s {offered}, "
         f"achieved {lat['achieved_per_s']:,.0f}; {lat['events']:,} "
-        f"events timed after a warm-up of {lat['warmup_events']}; mean batch "
+        f"events timed after a warm-up of {lat['warmup_events']}; CPUs: "
+        f"{lat['cpu_placement']}; mean batch "
         f"{lat['mean_batch_events']:.1f} events; workers busy {lat['busy_share']:.0%} of the "
         f"time; the bench's own producer and offset reader used {lat['bench_cpu_share']:.2f} "
         f"of a core. The generator sent events {lat['generator_lag_p50_ms']:.0f} ms after they "

@@ -51,6 +51,7 @@ class BenchOptions:
     latency_workers: int = 1
     latency_load: float = 0.5  # share of the measured maximum offered in the latency run
     latency_rate: float | None = None  # events/s: the latency run alone, at this rate
+    latency_own_cpus: bool = True  # each latency worker on a CPU of its own, if there are enough
     naive_events: int = 10_000
     account_sample: int = 500
     work_dir: Path = Path("out/bench")
@@ -69,6 +70,8 @@ class BenchOptions:
             latency += f" --latency-load {self.latency_load}"
         if self.latency_rate is not None:
             latency += f" --latency-rate {self.latency_rate:g}"
+        if not self.latency_own_cpus:
+            latency += " --latency-shared-cpus"
         scenario = f" --scenario {self.scenario}" if self.scenario != "default" else ""
         return (
             f"detector bench --events {self.events} --workers {self.workers} "
@@ -384,6 +387,7 @@ def _latency(
             rate_per_s=rate,
             seconds=options.latency_seconds,
             progress=_stage(progress, "latency"),
+            own_cpus=options.latency_own_cpus,
         )
     finally:
         offsets.close()

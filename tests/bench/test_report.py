@@ -83,6 +83,8 @@ def _result() -> dict:
             "generator_lag_p99_ms": 30.0,
             "generator_lag_max_ms": 60.0,
             "mean_batch_events": 40.0,
+            "cpu_placement": "each worker on a CPU of its own (CPU 1); the bench, broker and "
+            "Redis on CPU 0",
         },
         memory={
             "accounts": 100,
@@ -136,6 +138,7 @@ def test_json_and_markdown_render() -> None:
     assert "| detector, 2 workers (end to end) | 3,200 | 11% |" in page
     assert "| 40 ms | 80 ms | 120 ms | 200 ms | 50 ms | 6.0 ms |" in page
     assert "3 ms after they were due at p50, 30 ms at p99 and 60 ms at most" in page
+    assert "CPUs: each worker on a CPU of its own (CPU 1); the bench" in page
     assert "**150.0 B per entry**" in page
 
 

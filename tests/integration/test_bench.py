@@ -3,6 +3,7 @@ measurement and its figures are positive and agree with each other (no timing th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -45,6 +46,7 @@ def test_bench_small(settings: Settings, redis_url: str, unique: str, tmp_path: 
         settings, tmp_path, workers=2, partitions=4, naive_events=NAIVE, account_sample=50
     )
     stages: set[str] = set()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     result = orjson.loads(
         to_json(run_bench(settings, options, lambda stage, *_: stages.add(stage)))
     )
@@ -81,6 +83,10 @@ def test_bench_small(settings: Settings, redis_url: str, unique: str, tmp_path: 
         <= lat["generator_lag_max_ms"]
     )
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    own = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1
+    assert lat["cpu_placement"].startswith("each worker" if own else "shared")
+    if own:  # the bench gave its CPUs back after the paced phase
+        assert os.sched_getaffinity(0) == affinity
 
     mem = result["memory"]
     assert 0 < mem["accounts_sampled"] <= mem["accounts"] <= result["events"]["accounts"]
@@ -106,7 +112,7 @@ def test_bench_small(settings: Settings, redis_url: str, unique: str, tmp_path: 
 
 
 def test_latency_alone_at_a_fixed_rate(settings: Settings, tmp_path: Path) -> None:
-    options = _options(settings, tmp_path, latency_rate=300.0)
+    options = _options(settings, tmp_path, latency_rate=300.0, latency_own_cpus=False)
     stages: set[str] = set()
     result = orjson.loads(
         to_json(run_bench(settings, options, lambda stage, *_: stages.add(stage)))
@@ -117,4 +123,5 @@ def test_latency_alone_at_a_fixed_rate(settings: Settings, tmp_path: Path) -> No
     assert lat["offered_per_s"] == 300.0 and lat["max_events_per_s"] is None
     assert lat["events"] == 600 and lat["achieved_per_s"] > 0
     assert 0 < lat["p50_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert lat["cpu_placement"].startswith("shared")  # as asked
     assert "(a fixed rate)" in latency_markdown(result)
