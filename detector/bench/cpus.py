@@ -38,16 +38,16 @@ def describe(placement: tuple[list[int], list[int]] | None) -> str:
     """The placement in words, for the report.
 
     >>> describe(([1], [0]))
-    'each worker on a CPU of its own (CPU 1); the bench, broker and Redis on CPU 0'
+    'each worker on a CPU of its own (CPU 1); the bench and the servers it started on CPU 0'
     >>> describe(None)
-    'shared: workers, bench, broker and Redis on any CPU'
+    'shared: workers, bench and servers on any CPU'
     """
     if placement is None:
-        return "shared: workers, bench, broker and Redis on any CPU"
+        return "shared: workers, bench and servers on any CPU"
     own, rest = placement
     return (
         f"each worker on a CPU of its own (CPU {', '.join(map(str, own))}); "
-        f"the bench, broker and Redis on CPU {', '.join(map(str, rest))}"
+        f"the bench and the servers it started on CPU {', '.join(map(str, rest))}"
     )
 
 

@@ -43,9 +43,9 @@ METHOD = {
     f"{GENERATOR_NICE} (on Linux), standing for a fleet with CPUs of its own. How late it "
     "sent events (production minus the time each was due) is reported apart: the generator "
     "lag, which a fleet with its own CPUs would not have. When the machine has more CPUs than "
-    "the run has workers, each worker runs on a CPU of its own and the bench, the embedded "
-    "broker and Redis on the others, as a deployment gives each worker its CPU "
-    "(--latency-shared-cpus leaves the scheduler to place them)",
+    "the run has workers, each worker runs on a CPU of its own and the bench and the servers "
+    "it started (the embedded broker and Redis) on the others, as a deployment gives each "
+    "worker its CPU (--latency-shared-cpus leaves the scheduler to place them)",
     "redis": "INFO commandstats deltas over the run (commands inside Lua scripts included; "
     "assumes no other client on that Redis), round trips from the workers' "
     "detector_redis_roundtrip_seconds counts per op",

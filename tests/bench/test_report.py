@@ -83,8 +83,8 @@ def _result() -> dict:
             "generator_lag_p99_ms": 30.0,
             "generator_lag_max_ms": 60.0,
             "mean_batch_events": 40.0,
-            "cpu_placement": "each worker on a CPU of its own (CPU 1); the bench, broker and "
-            "Redis on CPU 0",
+            "cpu_placement": "each worker on a CPU of its own (CPU 1); the bench and the "
+            "servers it started on CPU 0",
         },
         memory={
             "accounts": 100,
