@@ -66,15 +66,14 @@ def placed(workers: Sequence[int], own: bool) -> Iterator[str]:
     if not own or not hasattr(os, "sched_setaffinity"):
         yield describe(None)
         return
-    allowed = sorted(os.sched_getaffinity(0))
-    placement = split(allowed, len(workers))
+    allowed = os.sched_getaffinity(0)
+    placement = split(list(allowed), len(workers))
     if placement is None:
         yield describe(None)
         return
     own_cpus, rest = placement
-    others = [os.getpid()] + [
-        c.pid for c in psutil.Process().children() if c.pid not in set(workers)
-    ]
+    pinned = set(workers)
+    others = [os.getpid()] + [c.pid for c in psutil.Process().children() if c.pid not in pinned]
     try:
         for pid, cpu in zip(workers, own_cpus, strict=True):
             _pin(pid, [cpu])
