@@ -66,3 +66,22 @@ def test_kafka_logs_drop_gil_waits_but_not_other_warnings(
         selector.warning("Wakeup socket returned empty. Rebuilding.")
     assert [r.getMessage() for r in caplog.records] == ["Wakeup socket returned empty. Rebuilding."]
     assert logging.getLogger("kafka").getEffectiveLevel() >= logging.INFO
+
+
+def test_kafka_logs_drop_the_close_race_but_not_receive_errors_while_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    configure_kafka_logs()
+    configure_kafka_logs()
+    transport = logging.getLogger("kafka.net.transport")
+    assert len(transport.filters) == 1
+    message = "%s: Error receiving network data closing socket"
+    with caplog.at_level(logging.ERROR, logger="kafka.net.transport"):
+        try:
+            None.recv(4096)  # type: ignore[attr-defined]
+        except AttributeError:
+            transport.exception(message, "<KafkaTCPTransport [none] (closed)>")
+            transport.exception(message, "<KafkaTCPTransport [node 1] (connected)>")
+    assert [r.getMessage() for r in caplog.records] == [
+        "<KafkaTCPTransport [node 1] (connected)>: Error receiving network data closing socket"
+    ]
