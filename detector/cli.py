@@ -345,6 +345,7 @@ def _bench(args: argparse.Namespace) -> int:
         console_table,
         latency_markdown,
         markdown,
+        scaling_line,
         to_json,
     )
     from detector.bench.run import BenchOptions, run_bench, uses_external
@@ -392,6 +393,8 @@ def _bench(args: argparse.Namespace) -> int:
         )
     else:
         console.print(console_table(result))
+        if scaling_line(result):
+            console.print(scaling_line(result))
         console.print(
             f"{summary}; Redis {result['redis']['roundtrips_per_batch']} round trips per batch, "
             f"{result['redis']['commands_per_event']} commands per event; "

@@ -15,6 +15,7 @@ from detector.bench.topic import PACE_TICK_S, PACED_LINGER_MS
 if TYPE_CHECKING:
     from detector.bench.events import BenchEvents
     from detector.bench.offline import OfflineRun
+    from detector.bench.parallel import ParallelRun
     from detector.bench.run import BenchOptions
     from detector.bench.throughput import DetectorRun
     from detector.bench.topic import CeilingRun
@@ -53,6 +54,12 @@ METHOD = {
     "random sample of accounts (every key of an account, grouped by its hash tag), and every "
     "campaign key; an "
     "index entry is one member of an evidence index (ix/ax sorted sets)",
+    "machine scaling": "a CPU-bound pure-Python loop (integer arithmetic, a small dict; "
+    "a third of a second of one core here) in as many spawned processes as the scaled run has workers: "
+    "one loop alone, one in every process at once, one alone again, ten times just before the "
+    "throughput runs; the speedup is the loops' work per second at once over one alone (the "
+    "mean of the two), bounded by the slowest. Shared or hyper-threaded cores give less than the number of processes. The "
+    "detector's speedup is also given as a share of this one",
     "naive": "detector.app.replay with one event per batch (every event pays the pipeline's "
     "Redis round trips and alert flush on its own) over the first events; compared with the "
     "batched replay of the same events",
@@ -97,13 +104,29 @@ def redis_cost(run: DetectorRun) -> dict[str, Any]:
     }
 
 
-def _detector(runs: list[DetectorRun], ceiling: float, one_worker: float) -> dict[str, Any]:
+def _parallel(run: ParallelRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "processes": run.processes,
+        "iterations": run.iterations,
+        "speedup": spread(run.speedups),
+        "trials": run.speedups,
+    }
+
+
+def _detector(
+    runs: list[DetectorRun], ceiling: float, one_worker: float, machine: float | None
+) -> dict[str, Any]:
     rate = spread([r.events_per_s for r in runs])
+    speedup = ratio(rate["median"], one_worker)
     return {
         "workers": runs[0].workers,
         "events_per_s": rate,
         "share_of_ceiling": round(ratio(rate["median"], ceiling), 3),
-        "speedup_vs_1_worker": round(ratio(rate["median"], one_worker), 2),
+        "speedup_vs_1_worker": round(speedup, 2),
+        # The detector's speedup against what the machine gives N plain loops.
+        "share_of_machine_speedup": round(ratio(speedup, machine), 3) if machine else None,
         "runs": [
             {**asdict(r), "events_per_s": round(r.events_per_s, 1), "redis": redis_cost(r)}
             for r in runs
@@ -144,17 +167,22 @@ def build(
     memory: dict[str, Any],
     replays: list[OfflineRun],
     naive: dict[str, OfflineRun],
+    parallel: ParallelRun | None = None,
 ) -> dict[str, Any]:
     ceiling_rate = spread([r.events_per_s for r in ceiling])
     one = spread([r.events_per_s for r in detector[1]])["median"]
+    scaling = _parallel(parallel)
+    machine_speedup = scaling["speedup"]["median"] if scaling else None
     first = detector[1][0]
     slow, batched = naive["one_event_per_batch"], naive["batched_same_events"]
     return {
         **_heading(SCHEMA, started, options, machine, load, events),
         "ceiling": {"events_per_s": ceiling_rate, "runs": [_ceiling(r) for r in ceiling]},
         "detector": [
-            _detector(runs, ceiling_rate["median"], one) for _, runs in sorted(detector.items())
+            _detector(runs, ceiling_rate["median"], one, machine_speedup if n > 1 else None)
+            for n, runs in sorted(detector.items())
         ],
+        "machine_scaling": scaling,
         "latency": latency,
         "redis": redis_cost(first),
         "memory": memory,
@@ -334,6 +362,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"({naive['one_event_per_batch']['roundtrips_per_event']} Redis round trips per event "
         f"instead of {naive['batched_same_events']['roundtrips_per_event']}).",
     ]
+    scaling = scaling_line(result)
+    if scaling:
+        lines += ["", scaling]
     lines += [
         "",
         *_latency_section(result["latency"]),
@@ -381,6 +412,21 @@ def markdown(result: dict[str, Any]) -> str:
         *_method(result),
     ]
     return "\n".join(lines)
+
+
+def scaling_line(result: dict[str, Any]) -> str:
+    """The detector's 1 -> N speedup beside the machine's own, if it was measured."""
+    machine = result.get("machine_scaling")
+    scaled = [d for d in result["detector"] if d["workers"] > 1]
+    if not machine or not scaled:
+        return ""
+    d, m = scaled[-1], machine["speedup"]
+    return (
+        f"1 -> {d['workers']} workers: {d['speedup_vs_1_worker']:.2f}x. This machine runs "
+        f"{machine['processes']} CPU-bound Python processes at {m['median']:.2f}x the work of one "
+        f"(median of {m['n']} trials, {m['min']:.2f}–{m['max']:.2f}x): the workers scale "
+        f"{d['share_of_machine_speedup']:.0%} as well as plain loops do here."
+    )
 
 
 def console_table(result: dict[str, Any]) -> Table:

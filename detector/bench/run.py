@@ -18,6 +18,7 @@ from detector.bench.events import BenchEvents, prepare_events
 from detector.bench.latency import LatencyRun, measure_latency
 from detector.bench.machine import describe_machine, embedded_broker_version, load_average
 from detector.bench.offline import OfflineRun, head, run_replay
+from detector.bench.parallel import ParallelRun, measure_parallel
 from detector.bench.redis_probe import INDEX_FAMILIES, RedisProbe
 from detector.bench.stats import percentile, ratio
 from detector.bench.throughput import DetectorRun, run_deployment
@@ -261,6 +262,7 @@ def run_bench(
             consume_ceiling(kafka, run.topic, ends, CEILING_TIMEOUT_S, _stage(progress, "ceiling"))
             for _ in range(options.repeat)
         ]
+        parallel = _parallel(options.workers, progress)
         detector, memory = _throughput(run, b.probe, ends, environ, b.tags, progress)
         maximum = statistics.median(r.events_per_s for r in detector[options.latency_workers])
         rate = maximum * options.latency_load
@@ -274,6 +276,7 @@ def run_bench(
         memory=memory,
         replays=replays,
         naive=naive,
+        parallel=parallel,
     )
 
 
@@ -293,6 +296,15 @@ def run_latency(
             b.run, b.probe, b.pairs, options.latency_rate, None, environ, b.tags, progress
         )
     return report.build_latency(**b.about(), latency=latency)
+
+
+def _parallel(workers: int, progress: Progress | None) -> ParallelRun | None:
+    """The machine's own 1 -> ``workers`` speedup, measured just before the workers'."""
+    if workers < 2:
+        return None
+    if progress:
+        progress("machine scaling", 0, 0)
+    return measure_parallel(workers)
 
 
 def _throughput(

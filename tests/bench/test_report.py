@@ -6,6 +6,7 @@ import orjson
 
 from detector.bench.events import BenchEvents
 from detector.bench.offline import OfflineRun
+from detector.bench.parallel import ParallelRun
 from detector.bench.report import (
     LATENCY_SCHEMA,
     build,
@@ -13,6 +14,7 @@ from detector.bench.report import (
     latency_markdown,
     markdown,
     redis_cost,
+    scaling_line,
     to_json,
 )
 from detector.bench.run import BenchOptions
@@ -110,6 +112,7 @@ def _result() -> dict:
                 1000, 0.25, 1000, 1, 1, {"load": 1, "link": 1, "save": 1}
             ),
         },
+        parallel=ParallelRun(2, 1000, [1.6, 2.0, 1.8]),
     )
 
 
@@ -118,6 +121,9 @@ def test_result_figures_are_consistent() -> None:
     one, two = result["detector"]
     assert one["events_per_s"]["median"] == 2000.0
     assert two["speedup_vs_1_worker"] == 1.6
+    assert result["machine_scaling"]["speedup"] == {"median": 1.8, "min": 1.6, "max": 2.0, "n": 3}
+    assert two["share_of_machine_speedup"] == round(1.6 / 1.8, 3)
+    assert one["share_of_machine_speedup"] is None
     assert one["share_of_ceiling"] == round(2000 / 30_000, 3)
     assert result["naive"]["batching_speedup"] == 8.0
     assert result["naive"]["one_event_per_batch"]["roundtrips_per_event"] == 3.0
@@ -140,6 +146,15 @@ def test_json_and_markdown_render() -> None:
     assert "3 ms after they were due at p50, 30 ms at p99 and 60 ms at most" in page
     assert "CPUs: each worker on a CPU of its own (CPU 1); the bench" in page
     assert "**150.0 B per entry**" in page
+    assert scaling_line(result) in page
+    assert "1 -> 2 workers: 1.60x. This machine runs 2 CPU-bound Python processes at 1.80x" in page
+    assert "(median of 3 trials, 1.60–2.00x): the workers scale 89% as well" in page
+
+
+def test_without_a_machine_measurement_there_is_no_scaling_line() -> None:
+    result = {**_result(), "machine_scaling": None}
+    assert scaling_line(result) == ""
+    assert "This machine runs" not in markdown(result)
 
 
 def test_a_latency_run_alone_renders_without_a_maximum() -> None:

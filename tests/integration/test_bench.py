@@ -51,6 +51,11 @@ def test_bench_small(settings: Settings, redis_url: str, unique: str, tmp_path: 
         to_json(run_bench(settings, options, lambda stage, *_: stages.add(stage)))
     )
     assert {"produce", "ceiling", "1 worker", "2 workers", "latency", "replay", "naive"} <= stages
+    assert "machine scaling" in stages
+    machine = result["machine_scaling"]
+    assert machine["processes"] == 2 and machine["speedup"]["n"] == len(machine["trials"]) > 0
+    assert all(s > 0 for s in machine["trials"])
+    assert result["detector"][1]["share_of_machine_speedup"] > 0
 
     assert result["events"]["count"] == EVENTS
     assert result["ceiling"]["runs"][0]["events"] == EVENTS
