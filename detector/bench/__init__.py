@@ -4,6 +4,7 @@ One run measures, on the same events (the simulator's default scenario, sliced t
 size asked for) and the same broker and Redis:
 
 - the ceiling: kafka-python consuming and decoding the topic, nothing else (``topic``);
+- the machine's own speedup from one CPU-bound process to as many as workers (``parallel``);
 - the detector as separate ``detector run`` processes in one consumer group, one worker
   and as many as asked (``throughput``), with Redis commands, round trips, memory and
   worker RSS (``redis_probe``, ``workers``);
