@@ -393,8 +393,9 @@ def _bench(args: argparse.Namespace) -> int:
         )
     else:
         console.print(console_table(result))
-        if scaling_line(result):
-            console.print(scaling_line(result))
+        scaling = scaling_line(result)
+        if scaling:
+            console.print(scaling)
         console.print(
             f"{summary}; Redis {result['redis']['roundtrips_per_batch']} round trips per batch, "
             f"{result['redis']['commands_per_event']} commands per event; "

@@ -1,8 +1,8 @@
 """How much faster this machine runs N CPU-bound processes than one: the yardstick for 1 -> N workers.
 
 Cores shared with other tenants, or hyper-threads of one core, give less than N times one.
-The bench measures it with a plain Python loop in N processes, first one alone, then all
-at once, so that a reader can tell the detector's own scaling from the machine's.
+The bench measures it with a plain Python loop in N processes, one alone, all at once, one
+alone again, so that a reader can tell the detector's own scaling from the machine's.
 """
 
 from __future__ import annotations

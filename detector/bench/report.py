@@ -54,12 +54,13 @@ METHOD = {
     "random sample of accounts (every key of an account, grouped by its hash tag), and every "
     "campaign key; an "
     "index entry is one member of an evidence index (ix/ax sorted sets)",
-    "machine scaling": "a CPU-bound pure-Python loop (integer arithmetic, a small dict; "
-    "a third of a second of one core here) in as many spawned processes as the scaled run has workers: "
-    "one loop alone, one in every process at once, one alone again, ten times just before the "
-    "throughput runs; the speedup is the loops' work per second at once over one alone (the "
-    "mean of the two), bounded by the slowest. Shared or hyper-threaded cores give less than the number of processes. The "
-    "detector's speedup is also given as a share of this one",
+    "machine scaling": "a CPU-bound pure-Python loop (integer arithmetic, a small dict; a "
+    "third of a second of one core here) in as many spawned processes as the scaled run has "
+    "workers: one loop alone, one in every process at once, one alone again, ten times just "
+    "before the throughput runs; the speedup is the loops' work per second at once over one "
+    "alone (the mean of the two), bounded by the slowest. Shared or hyper-threaded cores give "
+    "less than the number of processes. The detector's speedup is also given as a share of "
+    "this one",
     "naive": "detector.app.replay with one event per batch (every event pays the pipeline's "
     "Redis round trips and alert flush on its own) over the first events; compared with the "
     "batched replay of the same events",
