@@ -56,9 +56,9 @@ def test_kafka_logs_drop_gil_waits_but_not_other_warnings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     configure_kafka_logs()
-    configure_kafka_logs()  # idempotent: one filter
+    configure_kafka_logs()  # idempotent: one filter of each kind
     selector = logging.getLogger("kafka.net.selector")
-    assert len(selector.filters) == 1
+    assert len(selector.filters) == 2  # GIL waits, close races
     with caplog.at_level(logging.WARNING, logger="kafka.net.selector"):
         selector.warning(
             "Task %r ran for %.3fs (>%.3fs threshold). It is blocking the event loop", 1, 0.2, 0.1
@@ -68,20 +68,42 @@ def test_kafka_logs_drop_gil_waits_but_not_other_warnings(
     assert logging.getLogger("kafka").getEffectiveLevel() >= logging.INFO
 
 
-def test_kafka_logs_drop_the_close_race_but_not_receive_errors_while_open(
+class _Closed:
+    """A transport after kafka-python's ``close``: its socket and protocol are None."""
+
+    _sock = None
+    _protocol = None
+
+    def _sock_recv(self) -> None:
+        self._sock.recv(4096)  # type: ignore[attr-defined]
+
+    def _read_from_sock(self) -> None:
+        self._protocol.data_received(b"")  # type: ignore[attr-defined]
+
+
+def test_kafka_logs_drop_the_close_race_but_not_other_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     configure_kafka_logs()
     configure_kafka_logs()
-    transport = logging.getLogger("kafka.net.transport")
-    assert len(transport.filters) == 1
-    message = "%s: Error receiving network data closing socket"
-    with caplog.at_level(logging.ERROR, logger="kafka.net.transport"):
+    transport, selector = (logging.getLogger(f"kafka.net.{n}") for n in ("transport", "selector"))
+    assert len(transport.filters) == 1 and len(selector.filters) == 2
+    closed = _Closed()
+    with caplog.at_level(logging.ERROR, logger="kafka"):
+        for logger, read in ((transport, closed._sock_recv), (selector, closed._read_from_sock)):
+            try:
+                read()
+            except AttributeError:
+                logger.exception("the close race")
         try:
-            None.recv(4096)  # type: ignore[attr-defined]
+            raise ConnectionResetError("reset by peer")
+        except OSError:
+            transport.exception("Error receiving network data closing socket")
+        try:
+            None.upper()  # type: ignore[attr-defined]  # an AttributeError elsewhere
         except AttributeError:
-            transport.exception(message, "<KafkaTCPTransport [none] (closed)>")
-            transport.exception(message, "<KafkaTCPTransport [node 1] (connected)>")
+            selector.exception("Unhandled exception in task")
     assert [r.getMessage() for r in caplog.records] == [
-        "<KafkaTCPTransport [node 1] (connected)>: Error receiving network data closing socket"
+        "Error receiving network data closing socket",
+        "Unhandled exception in task",
     ]
