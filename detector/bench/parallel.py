@@ -8,28 +8,39 @@ alone again, so that a reader can tell the detector's own scaling from the machi
 from __future__ import annotations
 
 import multiprocessing
-import os
+import statistics
 import time
 from dataclasses import dataclass
+from threading import Barrier
 
-ITERATIONS = 2_000_000  # ~0.3 s of one core per loop on the bench machine
+ITERATIONS = 2_000_000  # a few tenths of a second of one core per loop on the bench machine
 TRIALS = 10
-ATTEMPTS = 3  # a trial whose loops did not run in N different processes is tried again
+TIMEOUT_S = 120.0  # a pool process that died would otherwise leave the bench waiting forever
+
+_start: Barrier | None = None  # in each pool process: where the loops of a group start together
 
 
-def spin(iterations: int) -> tuple[int, float]:
-    """A CPU-bound pure-Python loop (integer arithmetic, a small dict): (this pid, its seconds).
+def _hold(barrier: Barrier) -> None:
+    global _start
+    _start = barrier
 
-    >>> pid, seconds = spin(1000)
-    >>> pid > 0 and seconds >= 0
+
+def spin(iterations: int, together: bool = False) -> float:
+    """A CPU-bound pure-Python loop (integer arithmetic, a small dict); its seconds. With
+    ``together``, in a pool process, it starts once every process of the pool is at its start.
+
+    >>> spin(1000) >= 0
     True
     """
+    if together:
+        assert _start is not None, "spin(together=True) runs in measure_parallel's pool"
+        _start.wait(TIMEOUT_S)
     started = time.perf_counter()
     total, table = 0, {}
     for i in range(iterations):
         total += i * i % 7
         table[i & 1023] = total
-    return os.getpid(), time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def speedup(alone_s: list[float], together_s: list[float]) -> float:
@@ -39,13 +50,14 @@ def speedup(alone_s: list[float], together_s: list[float]) -> float:
     >>> speedup([1.0], [1.0, 1.0]), speedup([0.9, 1.1], [1.0, 1.25])
     (2.0, 1.6)
     """
-    return len(together_s) * sum(alone_s) / len(alone_s) / max(together_s)
+    return len(together_s) * statistics.fmean(alone_s) / max(together_s)
 
 
 @dataclass(frozen=True)
 class ParallelRun:
     processes: int
     iterations: int
+    loop_s: float  # mean seconds of a loop run alone
     speedups: list[float]  # one per trial
 
 
@@ -55,19 +67,22 @@ def measure_parallel(
     """``trials`` times: the loop in one process alone, in ``processes`` at once, then alone again.
 
     Processes are spawned (the bench's Kafka clients run threads, which a fork would copy
-    mid-flight) once, and reused by every trial.
+    mid-flight) once, and reused by every trial. A group's loops wait for each other at a
+    barrier, so each runs in a process of its own and they start together.
     """
-    speedups = []
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        pool.map(spin, [1000] * processes, chunksize=1)  # started and warm
+    context = multiprocessing.get_context("spawn")
+    alone, speedups = [], []
+    barrier = context.Barrier(processes)
+    with context.Pool(processes, initializer=_hold, initargs=(barrier,)) as pool:
+
+        def one() -> float:
+            return float(pool.apply_async(spin, (iterations,)).get(TIMEOUT_S))
+
         for _ in range(trials):
-            for _ in range(ATTEMPTS):
-                # One loop alone before and after the group: the machine's speed drifts.
-                _, before = pool.apply(spin, (iterations,))
-                together = pool.map(spin, [iterations] * processes, chunksize=1)
-                _, after = pool.apply(spin, (iterations,))
-                if len({pid for pid, _ in together}) == processes:
-                    group = [s for _, s in together]
-                    speedups.append(round(speedup([before, after], group), 3))
-                    break
-    return ParallelRun(processes, iterations, speedups)
+            before = one()
+            group = pool.starmap_async(spin, [(iterations, True)] * processes, chunksize=1)
+            together = group.get(TIMEOUT_S)
+            after = one()
+            alone += [before, after]
+            speedups.append(round(speedup([before, after], together), 3))
+    return ParallelRun(processes, iterations, round(statistics.fmean(alone), 3), speedups)

@@ -9,6 +9,7 @@ import orjson
 from rich.table import Table
 
 from detector.bench.latency import GENERATOR_NICE, POLL_EVERY_S
+from detector.bench.parallel import TRIALS
 from detector.bench.stats import ratio, spread
 from detector.bench.topic import PACE_TICK_S, PACED_LINGER_MS
 
@@ -54,13 +55,13 @@ METHOD = {
     "random sample of accounts (every key of an account, grouped by its hash tag), and every "
     "campaign key; an "
     "index entry is one member of an evidence index (ix/ax sorted sets)",
-    "machine scaling": "a CPU-bound pure-Python loop (integer arithmetic, a small dict; a "
-    "third of a second of one core here) in as many spawned processes as the scaled run has "
-    "workers: one loop alone, one in every process at once, one alone again, ten times just "
-    "before the throughput runs; the speedup is the loops' work per second at once over one "
-    "alone (the mean of the two), bounded by the slowest. Shared or hyper-threaded cores give "
-    "less than the number of processes. The detector's speedup is also given as a share of "
-    "this one",
+    "machine scaling": "a CPU-bound pure-Python loop (integer arithmetic, a small dict; "
+    "loop_s is its time alone) in as many spawned processes as the scaled run has workers: one "
+    "loop alone, one in every process at once (started together at a barrier), one alone "
+    f"again, {TRIALS} times just before the throughput runs; the speedup is the loops' work per "
+    "second at once over one alone (the mean of the two), bounded by the slowest. Shared or "
+    "hyper-threaded cores give less than the number of processes. The detector's speedup is "
+    "also given as a share of this one; single trials vary widely, so read it roughly",
     "naive": "detector.app.replay with one event per batch (every event pays the pipeline's "
     "Redis round trips and alert flush on its own) over the first events; compared with the "
     "batched replay of the same events",
@@ -105,12 +106,13 @@ def redis_cost(run: DetectorRun) -> dict[str, Any]:
     }
 
 
-def _parallel(run: ParallelRun | None) -> dict[str, Any] | None:
-    if run is None:
+def _machine_scaling(run: ParallelRun | None) -> dict[str, Any] | None:
+    if run is None or not run.speedups:
         return None
     return {
         "processes": run.processes,
         "iterations": run.iterations,
+        "loop_s": run.loop_s,
         "speedup": spread(run.speedups),
         "trials": run.speedups,
     }
@@ -172,7 +174,7 @@ def build(
 ) -> dict[str, Any]:
     ceiling_rate = spread([r.events_per_s for r in ceiling])
     one = spread([r.events_per_s for r in detector[1]])["median"]
-    scaling = _parallel(parallel)
+    scaling = _machine_scaling(parallel)
     machine_speedup = scaling["speedup"]["median"] if scaling else None
     first = detector[1][0]
     slow, batched = naive["one_event_per_batch"], naive["batched_same_events"]
@@ -203,7 +205,7 @@ def build(
             "batched_same_events": _offline(batched),
             "batching_speedup": round(ratio(batched.events_per_s, slow.events_per_s), 2),
         },
-        "method": METHOD,
+        "method": {k: v for k, v in METHOD.items() if scaling or k != "machine scaling"},
     }
 
 

@@ -47,13 +47,19 @@ class _NotCloseRaces(logging.Filter):
     by the transport or by the selector's task runner). Nothing is lost, and on-call would be
     paged for a stop. Any other error, a receive error on an open socket too, is still logged."""
 
+    # Where the transport reads, and what it reads through: its socket and its protocol.
     READ_PATH = frozenset({"_read_from_sock", "_sock_recv"})
+    EMPTIED = frozenset({"recv", "data_received"})
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, AttributeError) or "'NoneType'" not in str(exc):
+        if (
+            not isinstance(exc, AttributeError)
+            or exc.obj is not None
+            or exc.name not in self.EMPTIED
+        ):
             return True
-        tb = exc.__traceback__
+        tb = record.exc_info[2] if record.exc_info else None
         while tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
         return tb is None or tb.tb_frame.f_code.co_name not in self.READ_PATH

@@ -44,7 +44,10 @@ def _detector(workers: int, seconds: float) -> DetectorRun:
     )
 
 
-def _result() -> dict:
+MACHINE = ParallelRun(2, 1000, 0.4, [1.6, 2.0, 1.8])
+
+
+def _result(parallel: ParallelRun | None = MACHINE) -> dict:
     events = BenchEvents(Path("e.jsonl"), 10_000, 100, 800.0, 24.0, "default", 42, 0.02)
     return build(
         started="2026-01-01T00:00:00+00:00",
@@ -112,7 +115,7 @@ def _result() -> dict:
                 1000, 0.25, 1000, 1, 1, {"load": 1, "link": 1, "save": 1}
             ),
         },
-        parallel=ParallelRun(2, 1000, [1.6, 2.0, 1.8]),
+        parallel=parallel,
     )
 
 
@@ -155,6 +158,15 @@ def test_without_a_machine_measurement_there_is_no_scaling_line() -> None:
     result = {**_result(), "machine_scaling": None}
     assert scaling_line(result) == ""
     assert "This machine runs" not in markdown(result)
+    assert "machine scaling" in _result()["method"]
+
+
+def test_a_measurement_without_trials_is_no_measurement() -> None:
+    result = _result(parallel=ParallelRun(2, 1000, 0.4, []))
+    assert result["machine_scaling"] is None
+    assert result["detector"][1]["share_of_machine_speedup"] is None
+    assert "machine scaling" not in result["method"]
+    assert scaling_line(result) == ""
 
 
 def test_a_latency_run_alone_renders_without_a_maximum() -> None:

@@ -54,7 +54,7 @@ def test_bench_small(settings: Settings, redis_url: str, unique: str, tmp_path: 
     assert "machine scaling" in stages
     machine = result["machine_scaling"]
     assert machine["processes"] == 2 and machine["speedup"]["n"] == len(machine["trials"]) > 0
-    assert all(s > 0 for s in machine["trials"])
+    assert all(s > 0 for s in machine["trials"]) and machine["loop_s"] > 0
     assert result["detector"][1]["share_of_machine_speedup"] > 0
 
     assert result["events"]["count"] == EVENTS

@@ -103,7 +103,26 @@ def test_kafka_logs_drop_the_close_race_but_not_other_errors(
             None.upper()  # type: ignore[attr-defined]  # an AttributeError elsewhere
         except AttributeError:
             selector.exception("Unhandled exception in task")
+        try:
+            _OpenBroken()._read_from_sock()  # a fault in the protocol's own code
+        except AttributeError:
+            selector.exception("a fault deeper down")
     assert [r.getMessage() for r in caplog.records] == [
         "Error receiving network data closing socket",
         "Unhandled exception in task",
+        "a fault deeper down",
     ]
+
+
+class _Protocol:
+    def data_received(self, data: bytes) -> None:
+        None.recv(data)  # type: ignore[attr-defined]
+
+
+class _OpenBroken:
+    """A transport that is open; its protocol fails on an attribute of None by itself."""
+
+    _protocol = _Protocol()
+
+    def _read_from_sock(self) -> None:
+        self._protocol.data_received(b"")
