@@ -67,6 +67,24 @@ class TopicReader:
             self.messages.extend(batch)
         return self.messages
 
+    def read_to_end(self, timeout_s: float, what: str) -> list[Any]:
+        """Everything the topic holds now, for reading after its producers stopped.
+
+        One poll may return only part of the topic (one partition's fetch, say), so
+        read until every partition's position reaches the end offset seen after it.
+        """
+
+        def caught_up() -> bool:
+            self.read()
+            assigned = self.consumer.assignment()
+            if not assigned:
+                return False
+            ends = self.consumer.end_offsets(list(assigned))
+            return all(self.consumer.position(tp) >= end for tp, end in ends.items())
+
+        wait_until(caught_up, timeout_s, what, every_s=0)
+        return self.messages
+
     def close(self) -> None:
         self.consumer.close()
 

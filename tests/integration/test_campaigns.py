@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import random
 import time
 
@@ -153,18 +152,21 @@ def test_two_workers_on_different_partitions_build_one_campaign(service_settings
             and two.metric("detector_events_consumed_total") > 0
         )
     reader = TopicReader(service_settings, service_settings.kafka.alerts_topic)
-    alerts = [orjson.loads(m.value) for m in wait_until(reader.read, 20, "alerts")]
+    alerts = [orjson.loads(m.value) for m in reader.read_to_end(20, "alerts")]
     reader.close()
-    campaigns = {a["subject_id"]: a for a in alerts if a["subject_type"] == "campaign"}
-    assert len(campaigns) == 1
-    [campaign] = campaigns.values()
-    assert campaign["account_count"] == 6 and sorted(campaign["accounts"]) == [
-        f"acct-{a}" for a in range(6)
-    ]
-    members = collections.Counter(
-        a["subject_id"] for a in alerts if a.get("campaign_id") == campaign["subject_id"]
-    )
-    assert set(members) == {f"acct-{a}" for a in range(6)}
+    accounts = {f"acct-{a}" for a in range(6)}
+    announced = [a for a in alerts if a["subject_type"] == "campaign"]
+    [cid] = {a["subject_id"] for a in announced}
+    # A campaign is announced again only once it has grown by `realert_growth`: when one
+    # worker runs ahead of the other, its last announcement may list fewer than six (3, then 5).
+    counts = [a["account_count"] for a in announced]
+    assert counts == sorted(counts) and counts[0] >= service_settings.campaigns.min_suspects
+    assert all(set(a["accounts"]) <= accounts for a in announced)
+    if counts[-1] == 6:
+        assert set(announced[-1]["accounts"]) == accounts
+    # Every account is announced as a member of that one campaign, whichever worker saw it.
+    members = {a["subject_id"] for a in alerts if a.get("campaign_id") == cid}
+    assert members == accounts
 
 
 def test_link_watermarks_only_move_forward(store) -> None:

@@ -75,9 +75,7 @@ def _run(
         worker.terminate()
         assert worker.wait(30) == 0, "worker did not stop cleanly on SIGTERM"
     reader = TopicReader(run, run.kafka.alerts_topic)
-    wait_until(reader.read, 20, f"{name}: alerts")
-    time.sleep(1)
-    alerts = [orjson.loads(m.value) for m in reader.read()]
+    alerts = [orjson.loads(m.value) for m in reader.read_to_end(20, f"{name}: alerts")]
     reader.close()
     return alerts
 

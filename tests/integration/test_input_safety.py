@@ -112,11 +112,11 @@ def test_prompt_text_reaches_no_redis_key_alert_metric_log_or_dead_letter(
         )
         metrics_text = service.get("/metrics")[1]
     alerts = TopicReader(settings, settings.kafka.alerts_topic)
-    published = wait_until(alerts.read, 20, "alerts")
+    published = alerts.read_to_end(20, "alerts")
     alerts.close()
     assert any(orjson.loads(m.value)["type"] == "coordinated_cluster" for m in published)
     dlq = TopicReader(settings, settings.kafka.dlq_topic)
-    letters = wait_until(dlq.read, 20, "dead letter")
+    letters = dlq.read_to_end(20, "dead letter")
     dlq.close()
 
     client = redis.Redis.from_url(settings.redis.url)

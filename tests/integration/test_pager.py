@@ -72,7 +72,7 @@ def test_critical_campaign_is_paged_through_alertmanager_and_resolved(
                     lambda: _alerts(hook, "/pager", "firing"), 90, "a page at the pager webhook"
                 )
             reader = TopicReader(settings, settings.kafka.alerts_topic)
-            topic = [orjson.loads(m.value) for m in wait_until(reader.read, 20, "alerts")]
+            topic = [orjson.loads(m.value) for m in reader.read_to_end(20, "alerts")]
             reader.close()
             resolved = wait_until(lambda: _alerts(hook, "/pager", "resolved"), 60, "the resolution")
         finally:

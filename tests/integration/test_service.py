@@ -84,7 +84,7 @@ def test_abusive_account_alerted_invalid_to_dead_letters(
     )
 
     alerts_reader = TopicReader(service_settings, k.alerts_topic)
-    alerts = [orjson.loads(m.value) for m in wait_until(alerts_reader.read, 20, "alerts")]
+    alerts = [orjson.loads(m.value) for m in alerts_reader.read_to_end(20, "alerts")]
     alerts_reader.close()
     check = validator(ALERT_SCHEMA)
     for alert in alerts:
@@ -157,7 +157,7 @@ def test_replay_gives_the_same_alerts_as_the_stream(
             lambda: running.metric("detector_events_applied_total") >= len(events), 60, "all events"
         )
     reader = TopicReader(one_partition, one_partition.kafka.alerts_topic)
-    streamed = wait_until(reader.read, 20, "alerts")
+    streamed = reader.read_to_end(20, "alerts")
     reader.close()
 
     events_file = tmp_path / "events.jsonl"
