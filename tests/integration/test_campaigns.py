@@ -158,12 +158,13 @@ def test_two_workers_on_different_partitions_build_one_campaign(service_settings
     announced = [a for a in alerts if a["subject_type"] == "campaign"]
     [cid] = {a["subject_id"] for a in announced}
     # A campaign is announced again only once it has grown by `realert_growth`: when one
-    # worker runs ahead of the other, its last announcement may list fewer than six (3, then 5).
-    counts = [a["account_count"] for a in announced]
-    assert counts == sorted(counts) and counts[0] >= service_settings.campaigns.min_suspects
+    # worker runs ahead of the other, its largest announcement may list fewer than six (3,
+    # then 5). Both workers may announce it, each through its own producer: in either order.
+    assert all(a["account_count"] >= service_settings.campaigns.min_suspects for a in announced)
     assert all(set(a["accounts"]) <= accounts for a in announced)
-    if counts[-1] == 6:
-        assert set(announced[-1]["accounts"]) == accounts
+    top = max(announced, key=lambda a: a["account_count"])
+    if top["account_count"] == 6:
+        assert set(top["accounts"]) == accounts
     # Every account is announced as a member of that one campaign, whichever worker saw it.
     members = {a["subject_id"] for a in alerts if a.get("campaign_id") == cid}
     assert members == accounts
