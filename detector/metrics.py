@@ -74,6 +74,12 @@ class Metrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.assigned_partitions = Gauge(
+            "detector_assigned_partitions",
+            "Input partitions the group has given this worker; 0 means it is idle (more workers "
+            "than partitions) or between assignments.",
+            registry=registry,
+        )
         self.state_conflicts = Counter(
             "detector_state_conflicts",
             "Account writes refused because another worker changed the account meanwhile.",

@@ -191,6 +191,7 @@ class KafkaSource:
             for m in messages
         ]
         self._update_lag(records)
+        self._metrics.assigned_partitions.set(len(self._consumer.assignment()))
         return records
 
     def connected(self) -> bool:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from detector.config import Settings
 from detector.metrics import Metrics
 from detector.state.campaigns import AccountLinks, CampaignStore, link_watermarks
-from tests.integration.helpers import TopicReader, produce, wait_until
+from tests.integration.helpers import TopicReader, account_event_counts, produce, wait_until
 from tests.integration.test_service import RunningService
 
 pytestmark = pytest.mark.integration
@@ -135,17 +135,16 @@ def test_two_workers_on_different_partitions_build_one_campaign(service_settings
         for i in range(40) for a in range(6)
     ]  # fmt: skip
     with RunningService(service_settings) as one, RunningService(service_settings) as two:
-        wait_until(lambda: one.ports and two.ports, 10, "both workers")
-        time.sleep(8)  # both members join the group and split the two partitions
+        wait_until(
+            lambda: all(w.metric("detector_assigned_partitions") == 1 for w in (one, two)),
+            60,
+            "the group to give each worker one of the two partitions",
+        )
         produce(service_settings, events)
         wait_until(
-            lambda: (
-                one.metric("detector_events_consumed_total")
-                + two.metric("detector_events_consumed_total")
-                >= len(events)
-            ),
+            lambda: sum(account_event_counts(service_settings).values()) == len(events),
             60,
-            "all events",
+            "every event applied to its account",
         )
         assert (
             one.metric("detector_events_consumed_total") > 0

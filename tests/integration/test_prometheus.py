@@ -158,5 +158,11 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             assert len(rules) == 13
             bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
             assert not bad, f"rules that failed to evaluate: {bad}"
-            up = prometheus_query(prom, "min(up)")["data"]["result"]
-            assert float(up[0]["value"][1]) == 1.0, "a target was not scraped"
+
+            # One late scrape is not a failure: every target answered within the last few.
+            def all_up() -> bool:
+                answer = prometheus_query(prom, "min(max_over_time(up[15s]))")
+                result = answer.get("data", {}).get("result", [])
+                return bool(result) and float(result[0]["value"][1]) == 1.0
+
+            wait_until(all_up, 30, "every target to be scraped")

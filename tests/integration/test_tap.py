@@ -76,6 +76,12 @@ class RunningTap:
         return self.registry.get_sample_value(name, labels or {}) or 0.0
 
 
+def _settled(tap: RunningTap) -> float:
+    return tap.metric("detector_tap_events_delivered_total") + tap.metric(
+        "detector_tap_events_failed_total"
+    )
+
+
 @pytest.fixture
 def tap_settings(service_settings: Settings) -> Settings:
     return service_settings.with_overrides(tap={"port": 0})
@@ -173,13 +179,13 @@ def test_full_buffer_answers_429_then_recovers_when_the_broker_returns(
             assert tap.metric("detector_tap_events_refused_total", {"reason": "buffer_full"}) == 30
             broker.start()  # same port, empty: the waiting events are delivered or given up
             ensure_topics(settings.kafka)
+            # The buffer is released before the outcome is counted: wait for both.
             wait_until(
-                lambda: tap.metric("detector_tap_buffer_events") == 0, 60, "a drained buffer"
+                lambda: tap.metric("detector_tap_buffer_events") == 0 and _settled(tap) >= 51,
+                60,
+                "a drained buffer, every event delivered or given up",
             )
-            settled = tap.metric("detector_tap_events_delivered_total") + tap.metric(
-                "detector_tap_events_failed_total"
-            )
-            assert settled == 51
+            assert _settled(tap) == 51
             status = wait_until(
                 lambda: tap.post(_lines([_event(999)]))[0] == 202 or None, 30, "202 again", 1.0
             )
