@@ -107,9 +107,10 @@ def build_dashboard() -> dict[str, Any]:
             (f"sum(rate(detector_events_duplicate_total[{RATE}]))", "duplicates"),
             (f"sum(rate(detector_events_late_total[{RATE}]))", "late"),
         ], width=9))
-        .with_panel(_stat("Workers ready", "Workers consuming with their dependencies answering, of the workers Prometheus scrapes.", [
+        .with_panel(_stat("Workers ready", "Workers consuming with their dependencies answering, of the workers Prometheus scrapes, and the input partitions they hold (fewer than the topic has: some are between owners).", [
             ("sum(detector_ready)", "ready"),
             ('count(up{job="detector"})', "scraped"),
+            ("sum(detector_assigned_partitions)", "partitions"),
         ], width=3))
         .with_panel(_series("Consumer lag", "short", "Messages between the group's position and each partition's end; each partition counted once.", [
             (f"sum by (topic) ({lag})", "{{topic}}"),
