@@ -110,7 +110,7 @@ def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent 
     if wire.ts > not_after:
         return _too_late(wire.ts, not_after, record)
     fields = msgspec.structs.astuple(wire)  # in QueryEvent's order (checked at import)
-    return QueryEvent(*fields[:4], record.partition, record.offset, *fields[4:])
+    return QueryEvent(*fields[:4], record.partition, record.offset, *fields[4:])  # type: ignore[call-arg]
 
 
 def _decode_slowly(record: RawRecord, not_after: float) -> QueryEvent | DeadLetter:
@@ -160,5 +160,8 @@ def decode_batch(
     errs: list[DeadLetter] = []
     for record in records:
         result = decode_record(record, not_after)
-        (oks if isinstance(result, QueryEvent) else errs).append(result)
+        if isinstance(result, QueryEvent):
+            oks.append(result)
+        else:
+            errs.append(result)
     return oks, errs

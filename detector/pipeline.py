@@ -260,15 +260,15 @@ class Pipeline:
                 )
                 marks.append(self.campaigns.mark_pivot(campaign, model))
         for mix in linked.sources:
-            finding = source(mix, s, max(last_ts.values()))
-            if finding is None:
+            found = source(mix, s, max(last_ts.values()))
+            if found is None:
                 continue
-            evidence = dict(finding.evidence, campaign_id=campaign_id(mix.campaign_root))
-            finding = replace(finding, evidence=evidence)
+            evidence = dict(found.evidence, campaign_id=campaign_id(mix.campaign_root))
+            found = replace(found, evidence=evidence)
             result.alerts.append(
                 alerting.campaign_alert(
                     mix.evidence,
-                    finding,
+                    found,
                     [],
                     mix.campaign_accounts,
                     max(last_ts.values()),

@@ -46,7 +46,9 @@ class FeatureBaselines:
     def medians(self) -> dict[str, float | None]:
         if self._current is None:
             ready = self.samples >= self.min_samples
-            self._current = {k: float(q.get()) if ready else None for k, q in self._medians.items()}
+            self._current = {
+                k: float(q.get() or 0.0) if ready else None for k, q in self._medians.items()
+            }
         return self._current
 
     def median(self, key: str) -> float | None:

@@ -45,7 +45,7 @@ class PopulationBaseline:
     def median(self) -> float:
         if self.samples < self.min_samples:
             return self.prior
-        return max(1.0, float(self._median.get()))
+        return max(1.0, float(self._median.get() or 0.0))
 
 
 class VolumeRule:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 try:  # the stdlib's regex parser (3.11+), only to read a pattern's required literals
-    from re import _constants as sre
-    from re import _parser
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
 except ImportError:  # a private module: without it every pattern is simply searched
     _parser = None  # type: ignore[assignment]
 

@@ -224,7 +224,9 @@ class Snapshot(msgspec.Struct, frozen=True, gc=False):
     distinct: Distinct
     completed_hour: int | None  # requests of an account-hour that just ended, for baselines
     late: bool
-    profile: dict[str, float] = msgspec.field(default_factory=dict)  # detector.state.profile
+    # detector.state.profile; msgspec copies an empty default (a field() default would not
+    # pass mypyc's check of the declared type)
+    profile: dict[str, float] = {}
 
     def in_window(self, windows_s: tuple[int, ...], width_s: int) -> float:
         return self.requests[windows_s.index(width_s)]
@@ -271,9 +273,9 @@ def apply_event(
     if late:
         state.late_events += 1
     else:
-        tokens = feat.tokens_in + feat.tokens_out
+        event_tokens = feat.tokens_in + feat.tokens_out
         for width, window in zip(settings.windows_s, state.windows, strict=True):
-            completed = window.add(int(ts // width), tokens)
+            completed = window.add(int(ts // width), event_tokens)
             if width == HOUR_S:
                 completed_hour = completed
         _decay_rate(state, ts, settings.rate_half_life_s)

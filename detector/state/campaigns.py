@@ -505,7 +505,7 @@ class CampaignStore:
             campaigns, sources, models = replies[0]
             self._remember_indexed(batch, indexing, now)
             return LinkResult(
-                [self._state(*c, s.churn_window_s) for c in campaigns],
+                [self._state(*c, s.churn_window_s) for c in campaigns],  # type: ignore[call-arg]
                 [self._source(*m) for m in sources],
                 {m: float(ts) for m, ts in _pairs(models)},
             )
@@ -605,7 +605,7 @@ class CampaignStore:
         return CampaignState(
             root=root,
             created=float(f.get("created", 0)),
-            last=float(f.get("last", f.get("created", 0))),
+            last=float(f["last"] if "last" in f else f.get("created", 0)),
             members=int(f.get("n", 0)),
             alerted=int(f.get("alerted", 0)),
             events=int(f.get("events", 0)),

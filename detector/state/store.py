@@ -299,7 +299,8 @@ class AccountStore:
         accounts, in the order of its reply."""
         if batch.write is not None:
             return batch.write
-        accounts, args = [], []
+        accounts: list[str] = []
+        args: list[Any] = []
         for account, state in batch.states.items():
             before = batch.loaded_watermarks[account]
             after = state.watermark_text()
