@@ -1,7 +1,10 @@
 # The detector image: `detector run` (the worker) by default; `detector tap` and
 # `detector pager` with another command. Non-root, no compilers, a health check on /healthz.
 # Build from the repository root: docker build -t llm-distill-detector .
+# --build-arg COMPILED=1 compiles the per-event hot path with mypyc (`make compiled`): about a
+# quarter less CPU per event; gcc and mypy stay in the build stage.
 FROM python:3.11-slim-bookworm AS build
+ARG COMPILED=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -10,6 +13,12 @@ COPY config ./config
 # Editable install: the code stays in /app next to config/ (default.yaml, scenarios), where
 # the detector looks for them; the virtual environment holds only the dependencies.
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install -e .
+RUN if [ "$COMPILED" = 1 ]; then \
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+      && pip install -q --target /opt/build 'mypy>=1.13' 'setuptools>=77' \
+      && PYTHONPATH=/opt/build /opt/venv/bin/python -m detector.native --build \
+      && rm -rf build /opt/build; \
+    fi
 
 FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin detector

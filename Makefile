@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test eval bench lint format clean
+.PHONY: demo test eval bench compiled uncompiled lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ eval: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/detector bench --repeat 3 --json docs/benchmarks.json --markdown docs/benchmarks.md $(ARGS)
 
+# Optional: the per-event hot path (detector/native.py) compiled with mypyc, in place: about a
+# quarter less CPU per event; the build takes under a minute. `make uncompiled` goes back.
+compiled: $(STAMP)
+	$(BIN)/python -m detector.native --build
+
+uncompiled: $(STAMP)
+	rm -f $$($(BIN)/python -m detector.native --built)
+
 lint: $(STAMP)
 	$(BIN)/ruff check detector tests
 
@@ -39,4 +47,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix detector tests
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -15,6 +15,7 @@ from pathlib import Path
 import redis
 from prometheus_client import CollectorRegistry
 
+from detector import native
 from detector.config import Settings, redact_url
 from detector.detectors.suite import DetectorSuite
 from detector.embedded import EmbeddedRedis
@@ -151,12 +152,15 @@ def run_service(
         source = KafkaSource(settings.kafka, metrics)
         settle_heap()
         log.info(
-            "consuming %s as group %s; metrics on http://%s:%d/metrics",
+            "consuming %s as group %s; metrics on http://%s:%d/metrics; %s",
             settings.kafka.input_topic,
             settings.kafka.group_id,
             settings.metrics.host,
             server.port,
+            native.build_label(),
         )
+        if stale := native.stale_extensions():
+            log.warning("compiled modules older than their source (run `make compiled`): %s", stale)
         Worker(source, pipeline, settings.service, metrics, health).run(stop)
     finally:
         if producer is not None:

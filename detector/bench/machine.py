@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 
+from detector import native
 from detector.embedded import broker_binary
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -68,4 +69,5 @@ def describe_machine(redis_version: str, broker: str) -> dict[str, Any]:
         "kafka_python": _version("kafka-python"),
         "redis_py": _version("redis"),
         "river": _version("river"),
+        "build": native.build_label(),
     }

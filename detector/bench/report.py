@@ -285,7 +285,8 @@ def _about(result: dict[str, Any], regenerate: str) -> list[str]:
         "",
         f"**Machine:** {m['cpu']}, {m['cores']} cores ({m['physical_cores']} physical), "
         f"{m['ram_gib']} GiB RAM, {m['os']}; {m['python']}; Redis {m['redis']}; broker {m['broker']}; "
-        f"kafka-python {m['kafka_python']}, redis-py {m['redis_py']}, river {m['river']}. "
+        f"kafka-python {m['kafka_python']}, redis-py {m['redis_py']}, river {m['river']}; "
+        f"detector {m.get('build', 'interpreted')}. "
         f"Load average (1, 5, 15 min) {result['load_average']['before']} before, "
         f"{result['load_average']['after']} after.",
         "",
