@@ -160,7 +160,11 @@ def run_service(
             native.build_label(),
         )
         if stale := native.stale_extensions():
-            log.warning("compiled modules older than their source (run `make compiled`): %s", stale)
+            log.warning(
+                "compiled modules older than their source or no longer listed (run "
+                "`make compiled` again): %s",
+                stale,
+            )
         Worker(source, pipeline, settings.service, metrics, health).run(stop)
     finally:
         if producer is not None:
