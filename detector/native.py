@@ -39,7 +39,8 @@ MODULES = (
     "detector.alerting",
     "detector.pipeline",
 )
-RUNTIME = "detector.native_runtime"  # mypyc's shared library of the compiled group
+RUNTIME = "detector.native_runtime"  # the compiled group's name
+RUNTIME_MODULE = f"{RUNTIME}__mypyc"  # mypyc's shared library for it, beside the modules
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -74,11 +75,10 @@ def extensions(root: Path = _PACKAGE_ROOT) -> list[tuple[str, Path]]:
 def stale_extensions(root: Path = _PACKAGE_ROOT) -> list[str]:
     """Modules whose compiled extension is not what their source says: older than it, or
     left from an earlier list of modules (it would fail to load). Looks at the files only."""
-    runtime = f"{RUNTIME}__mypyc"
     return [
         name
         for name, built in extensions(root)
-        if name != runtime
+        if name != RUNTIME_MODULE
         and (name not in MODULES or built.stat().st_mtime < source_path(name, root).stat().st_mtime)
     ]
 

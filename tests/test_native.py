@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from detector import native
+from tests.programs import REPO, run
 
-ROOT = Path(__file__).resolve().parent.parent
+DETECTOR = (sys.executable, "-m", "detector.cli")
 
 
 def test_every_listed_module_has_its_source() -> None:
@@ -24,7 +25,7 @@ def test_an_extension_older_than_its_source_or_not_listed_is_stale(tmp_path: Pat
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     fresh, old = native.MODULES[:2]
     unlisted = "detector.state.store"  # compiled by an earlier list: it would fail to load
-    runtime = f"{native.RUNTIME}__mypyc"
+    runtime = native.RUNTIME_MODULE
     for name in (fresh, old, unlisted, runtime):
         source = native.source_path(name, tmp_path)
         source.parent.mkdir(parents=True, exist_ok=True)
@@ -56,22 +57,8 @@ def test_the_compiled_modules_type_check() -> None:
 def _replay(copy: Path, events: Path, out: Path) -> list[bytes]:
     """Alerts of a replay run from ``copy`` (its ``detector`` package first on the path),
     without the fields that differ between any two runs, in a stable order."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "detector.cli",
-            "replay",
-            "--input",
-            str(events),
-            "--output",
-            str(out),
-        ],
-        cwd=copy,
-        check=True,
-        capture_output=True,
-        timeout=240,
-    )
+    done = run(*DETECTOR, "replay", "--input", str(events), "--output", str(out), cwd=copy)
+    assert done.returncode == 0, done.stderr[-3000:]
     rows = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     for row in rows:
         del row["alert_id"], row["emitted_at"]
@@ -87,19 +74,14 @@ def test_the_compiled_build_raises_the_same_alerts(tmp_path: Path) -> None:
     """`make compiled` on a copy of the package: every listed module compiles, loads, and the
     replay of a scenario with campaigns raises exactly the alerts of the interpreted code."""
     copy = tmp_path / "copy"
-    shutil.copytree(ROOT / "detector", copy / "detector", ignore=shutil.ignore_patterns("*.so"))
-    shutil.copytree(ROOT / "config", copy / "config")
+    shutil.copytree(REPO / "detector", copy / "detector", ignore=shutil.ignore_patterns("*.so"))
+    shutil.copytree(REPO / "config", copy / "config")
     for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, copy)
+        shutil.copy(REPO / name, copy)
     data = tmp_path / "data"
     simulate = ["simulate", "--scenario", "default", "--scale", "0.02", "--out", str(data)]
-    subprocess.run(
-        [sys.executable, "-m", "detector.cli", *simulate],
-        cwd=copy,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    done = run(*DETECTOR, *simulate, cwd=copy)
+    assert done.returncode == 0, done.stderr[-3000:]
     interpreted = _replay(copy, data / "events.jsonl", tmp_path / "interpreted.jsonl")
 
     build = subprocess.run(
