@@ -175,6 +175,7 @@ class KafkaSource:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         self._paused = False
+        self._lagged: set[tuple[str, int]] = set()  # partitions the lag gauge has a value for
 
     def poll(self, wait: bool = True) -> list[RawRecord]:
         """The next batch; without ``wait``, only what was already fetched."""
@@ -190,8 +191,9 @@ class KafkaSource:
             for messages in polled.values()
             for m in messages
         ]
-        self._update_lag(records)
-        self._metrics.assigned_partitions.set(len(self._consumer.assignment()))
+        assigned = self._consumer.assignment()
+        self._update_lag(records, {(tp.topic, tp.partition) for tp in assigned})
+        self._metrics.assigned_partitions.set(len(assigned))
         return records
 
     def connected(self) -> bool:
@@ -234,7 +236,7 @@ class KafkaSource:
             return False
         return True
 
-    def _update_lag(self, records: list[RawRecord]) -> None:
+    def _update_lag(self, records: list[RawRecord], assigned: set[tuple[str, int]]) -> None:
         last: dict[tuple[str, int], int] = {}
         for r in records:
             last[(r.topic, r.partition)] = r.offset
@@ -244,6 +246,12 @@ class KafkaSource:
                 self._metrics.consumer_lag.labels(topic, str(partition)).set(
                     max(0, highwater - offset - 1)
                 )
+                self._lagged.add((topic, partition))
+        # A partition the group gave to another worker is that worker's to report: a value
+        # left here would be summed with the new owner's and never go down.
+        for topic, partition in self._lagged - assigned:
+            self._metrics.consumer_lag.remove(topic, str(partition))
+        self._lagged &= assigned
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -156,6 +156,40 @@ def test_second_consumer_group_over_same_events_counts_nothing_twice(
     )
 
 
+def test_lag_is_exported_only_for_the_partitions_a_worker_holds(
+    service_settings: Settings, events: list[dict]
+) -> None:
+    """After a rebalance a worker drops the lag of the partition it gave up: the dashboard
+    sums the lag over workers, and a value nobody updates would never go down."""
+    k = service_settings.kafka
+    every = set(range(k.topic_partitions))
+
+    def lagged(service: RunningService) -> set[int]:
+        labels = ({"topic": k.input_topic, "partition": str(p)} for p in every)
+        return {
+            int(found["partition"])
+            for found in labels
+            if service.registry.get_sample_value("detector_consumer_lag_messages", found)
+            is not None
+        }
+
+    produce(service_settings, events)
+    with RunningService(service_settings) as one:
+        wait_until(lambda: lagged(one) == every, 60, "the only worker's lag of every partition")
+        with RunningService(service_settings) as two:
+            wait_until(
+                lambda: all(w.metric("detector_assigned_partitions") == 1 for w in (one, two)),
+                60,
+                "the group to give each worker one of the two partitions",
+            )
+            produce(service_settings, events)  # redelivered as duplicates: records to poll
+            wait_until(
+                lambda: lagged(one) | lagged(two) == every and not lagged(one) & lagged(two),
+                60,
+                "each partition's lag exported by its owner only",
+            )
+
+
 def test_replay_gives_the_same_alerts_as_the_stream(
     service_settings: Settings, events: list[dict], tmp_path: Path
 ) -> None:
