@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 
 import msgspec
 import xxhash
@@ -17,6 +18,8 @@ from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
 from detector.features.text import normalise_lowered, simhashes
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # as ipaddress reads it: no leading 0
+_IPV4 = re.compile(r"\.".join([_OCTET] * 4))
 PREFIX_TOKENS = 8  # a template's fixed opening: honest prompts rarely share their first 8 words
 AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
 
@@ -133,7 +136,7 @@ def _features(
     )
 
 
-@functools.lru_cache(maxsize=65536)  # addresses repeat; parsing one costs ~3 us, a network ~3 us
+@functools.lru_cache(maxsize=65536)  # addresses repeat; ipaddress takes ~10 us for the two networks
 def networks_of(ip: str | None) -> tuple[str, str]:
     """The /24 of an IPv4 address or the /48 of an IPv6 one (linking evidence), and its /16 or
     /32 (the origin a source alert names), from one parse; empty if it is not an address.
@@ -145,6 +148,10 @@ def networks_of(ip: str | None) -> tuple[str, str]:
     """
     if not ip:
         return "", ""
+    # Most traffic is IPv4 and many addresses are new: a match costs a fifth of a parse.
+    if quad := _IPV4.fullmatch(ip):
+        a, b, c, _ = quad.groups()
+        return f"{a}.{b}.{c}.0/24", f"{a}.{b}.0.0/16"
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import random
+
 import pytest
 import xxhash
 from hypothesis import given
@@ -111,9 +114,30 @@ def test_prompt_chars_counts_the_truncated_prompt(prompt: str, max_bytes: int) -
         ("2001:db8::1%1", ("2001:db8::/48", "2001:db8::/32")),
         ("::ffff:1.2.3.4", ("::/48", "::/32")),
         ("1.2.3.4 ", ("", "")),
+        ("01.2.3.4", ("", "")),  # ipaddress refuses leading zeros (they once meant octal)
+        ("256.1.1.1", ("", "")),
+        ("1.2.3", ("", "")),
+        ("\u0661.2.3.4", ("", "")),  # an Arabic-Indic digit: not an address
         (None, ("", "")),
     ],
 )
 def test_networks_of_an_address(ip: str | None, expected: tuple[str, str]) -> None:
     """Both prefixes as ``ipaddress.ip_network("address/prefix", strict=False)`` writes them."""
     assert networks_of(ip) == expected
+
+
+def test_networks_of_ipv4_agrees_with_ipaddress() -> None:
+    """The IPv4 shortcut reads every dotted quad as ``ipaddress`` does, octet edges included."""
+    octets = ["0", "00", "7", "09", "10", "99", "100", "199", "200", "249", "250", "255", "256"]
+    rng = random.Random(8)
+    quads = [".".join(rng.choice(octets) for _ in range(4)) for _ in range(3000)]
+    for ip in quads:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            expected = ("", "")
+        else:
+            expected = tuple(
+                str(ipaddress.ip_network(f"{address}/{bits}", strict=False)) for bits in (24, 16)
+            )
+        assert networks_of(ip) == expected, ip
