@@ -20,8 +20,9 @@ from pathlib import Path
 # What a worker runs per event and per batch: decoding, feature extraction, account state,
 # the detectors, campaign linking and the pipeline that drives them; nearly all of its Python
 # time outside kafka-python, redis-py and river. Each must pass mypy: mypyc compiles from the
-# types. Not ``detector.state.store``: compiled, it kept every batch's Redis replies (memory
-# grew by ~240 B per event), and its time is mostly redis-py's.
+# types. No closures in them: a compiled closure and its environment refer to each other, so
+# whatever it holds waits for a full garbage collection (the store's once held every batch's
+# write, ~240 B per event).
 MODULES = (
     "detector.events",
     "detector.decode",
@@ -30,6 +31,7 @@ MODULES = (
     "detector.features.request",
     "detector.state.profile",
     "detector.state.account",
+    "detector.state.store",
     "detector.state.campaigns",
     "detector.detectors.behaviour",
     "detector.detectors.anomaly",

@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import redis
@@ -478,7 +479,7 @@ class CampaignStore:
         ]
         for where, offset in linked_through.items():
             args += (where, offset)
-        indexing = []  # per account, the values it indexes now
+        indexing: list[list[str]] = []  # per account, the values it indexes now
         now = self._clock()
         for a in batch:
             evidence, indexed = self._marked(a, now)
@@ -498,19 +499,24 @@ class CampaignStore:
         commands = [("EVALSHA", self._sha, 1, self._base, *args)] if batch else []
         observe = self._metrics.redis_seconds.labels("link").observe
         trip = RoundTrip(self._client, commands, (_LINK_LUA,), observe)
+        # A bound method in a partial, not a closure: compiled by mypyc, a closure and its
+        # environment refer to each other, and each batch's links waited for a full collection.
+        return Pending(trip, partial(self._linked, batch, indexing, now))
 
-        def linked(replies: list[Any]) -> LinkResult:
-            if not replies:
-                return LinkResult([], [], {})
-            campaigns, sources, models = replies[0]
-            self._remember_indexed(batch, indexing, now)
-            return LinkResult(
-                [self._state(*c, s.churn_window_s) for c in campaigns],  # type: ignore[call-arg]
-                [self._source(*m) for m in sources],
-                {m: float(ts) for m, ts in _pairs(models)},
-            )
-
-        return Pending(trip, linked)
+    def _linked(
+        self, batch: list[AccountLinks], indexing: list[list[str]], now: float, replies: list[Any]
+    ) -> LinkResult:
+        """The link script's reply as campaigns, sources and models' first sightings."""
+        if not replies:
+            return LinkResult([], [], {})
+        campaigns, sources, models = replies[0]
+        self._remember_indexed(batch, indexing, now)
+        churn_window_s = self._settings.churn_window_s
+        return LinkResult(
+            [self._state(*c, churn_window_s) for c in campaigns],  # type: ignore[call-arg]
+            [self._source(*m) for m in sources],
+            {m: float(ts) for m, ts in _pairs(models)},
+        )
 
     def _marked(self, a: AccountLinks, now: float) -> tuple[list[str], list[str]]:
         """The account's evidence to send, each value this worker indexed for it within

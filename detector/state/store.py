@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import redis
@@ -252,17 +253,26 @@ class AccountStore:
             keys = map(self.key, accounts)
             loads.append(("EVALSHA", self._load_sha, len(accounts), *keys, *marks))
 
-        def loaded(replies: list[Any]) -> LoadedBatch:
-            conflicts = _refused(written, replies)
-            rest = replies[len(writes) :]
-            values = rest.pop(0) if accounts else []
-            states = {
-                a: self._resolve(a, v, h) for a, v, h in zip(accounts, values, held, strict=True)
-            }
-            marks = {a: s.watermark_text() for a, s in states.items()}
-            return LoadedBatch(states, marks, rest, conflicts)
-
+        # A bound method in a partial, not a closure: compiled by mypyc, a closure and its
+        # environment refer to each other, and each batch's write waited for a full collection.
+        loaded = partial(self._loaded, accounts, held, written, len(writes))
         return Pending(self._send(writes + loads + list(reads or ()), "load"), loaded)
+
+    def _loaded(
+        self,
+        accounts: list[str],
+        held: list[AccountState | None],
+        written: list[str],
+        n_writes: int,
+        replies: list[Any],
+    ) -> LoadedBatch:
+        """The load's replies as states; the accounts whose write (sent first) was refused."""
+        conflicts = _refused(written, replies)
+        rest = replies[n_writes:]
+        values = rest.pop(0) if accounts else []
+        states = {a: self._resolve(a, v, h) for a, v, h in zip(accounts, values, held, strict=True)}
+        marks = {a: s.watermark_text() for a, s in states.items()}
+        return LoadedBatch(states, marks, rest, conflicts)
 
     def _resolve(
         self, account: str, value: bytes | int | None, held: AccountState | None
