@@ -22,8 +22,10 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import msgspec
 
 from detector import alerting
 from detector.config import Settings
@@ -264,7 +266,7 @@ class Pipeline:
             if found is None:
                 continue
             evidence = dict(found.evidence, campaign_id=campaign_id(mix.campaign_root))
-            found = replace(found, evidence=evidence)
+            found = msgspec.structs.replace(found, evidence=evidence)
             result.alerts.append(
                 alerting.campaign_alert(
                     mix.evidence,

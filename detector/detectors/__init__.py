@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, overload
+
+import msgspec
 
 from detector.state.account import Snapshot
 
@@ -54,13 +55,14 @@ class Reasons(Sequence[str]):
         return repr(self._written())
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+# Most events of a suspect account make a finding (most then in cooldown): a frozen msgspec
+# struct constructs several times faster than a frozen dataclass.
+class Finding(msgspec.Struct, frozen=True, gc=False):
     type: str
     score: float
     severity: str
     reasons: Sequence[str]  # a tuple, or Reasons written when read
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = {}  # msgspec copies an empty default
 
     @property
     def rank(self) -> int:
