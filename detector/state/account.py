@@ -9,7 +9,7 @@ It is stored as one compact binary value (msgpack), a few hundred bytes.
 from __future__ import annotations
 
 import math
-from array import array
+import struct
 from dataclasses import dataclass, field
 
 import msgpack
@@ -23,6 +23,9 @@ from detector.state.profile import Profile
 
 HOUR_S = 3600
 STATE_FORMAT = 1  # bump when the layout below changes: an unreadable value starts afresh
+ID_BYTES = 4
+# Native byte order, as the ids were stored before (``array("I")``), so stored states stay valid.
+_pack_id = struct.Struct("=I").pack
 DISTINCT_LG_K = 8  # HyperLogLog of 2^8 registers: exact while small, ~6.5% error beyond
 
 
@@ -129,7 +132,9 @@ class AccountState:
     created_ts: float = 0.0  # 0: unknown
     wm_partition: int = -1
     wm_offset: int = -1
-    recent_ids: list[int] = field(default_factory=list)  # 32-bit hashes of the last event ids
+    # 32-bit hashes of the last event ids, packed (4 bytes each, oldest first): one ``find``
+    # checks them all, where a list of ints compared object by object (~2% of the CPU).
+    recent_ids: bytes = b""
     rate: float = 0.0
     rate_ts: float = 0.0
     late_events: int = 0
@@ -148,7 +153,7 @@ class AccountState:
                 self.first_seen,
                 self.last_seen,
                 self.created_ts,
-                array("I", self.recent_ids).tobytes(),
+                self.recent_ids,
                 self.rate,
                 self.rate_ts,
                 self.late_events,
@@ -184,7 +189,7 @@ class AccountState:
             created_ts=created,
             wm_partition=partition,
             wm_offset=offset,
-            recent_ids=array("I", ids).tolist(),
+            recent_ids=ids,
             rate=rate,
             rate_ts=rate_ts,
             late_events=late,
@@ -236,7 +241,21 @@ def is_duplicate(state: AccountState, feat: EventFeatures) -> bool:
     """Redelivered (at or below the watermark of its partition) or a producer duplicate."""
     if feat.partition == state.wm_partition and feat.offset <= state.wm_offset:
         return True
-    return feat.id_hash in state.recent_ids
+    return has_id(state.recent_ids, _pack_id(feat.id_hash))
+
+
+def has_id(ids: bytes, key: bytes) -> bool:
+    """Whether the 4-byte ``key`` is one of the packed ``ids`` (a match must start at a
+    multiple of 4: one straddling two ids is not an id).
+
+    >>> ids = _pack_id(0x01020304) + _pack_id(0x05060708)
+    >>> has_id(ids, _pack_id(0x05060708)), has_id(ids, ids[2:6]), has_id(b"", _pack_id(1))
+    (True, False, False)
+    """
+    at = ids.find(key)
+    while at > 0 and at % ID_BYTES:
+        at = ids.find(key, at + 1)
+    return at >= 0
 
 
 def apply_event(
@@ -247,8 +266,9 @@ def apply_event(
         return None
     state.wm_partition, state.wm_offset = feat.partition, feat.offset
     if settings.dedup_recent_ids:
-        del state.recent_ids[: max(0, len(state.recent_ids) - settings.dedup_recent_ids + 1)]
-        state.recent_ids.append(feat.id_hash)
+        ids = state.recent_ids
+        drop = len(ids) - ID_BYTES * (settings.dedup_recent_ids - 1)  # oldest first
+        state.recent_ids = (ids[drop:] if drop > 0 else ids) + _pack_id(feat.id_hash)
     distinct = state.distinct.add(feat.source_ip, feat.model, feat.user_agent)
 
     ts = feat.ts

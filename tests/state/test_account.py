@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 import msgpack
 import pytest
 import xxhash
 from datasketches import hll_sketch, tgt_hll_type
+from hypothesis import given
+from hypothesis import strategies as st
 from msgspec.structs import replace
 
 from detector.config import StateSettings
@@ -20,6 +23,7 @@ from detector.state.account import (
     Snapshot,
     Window,
     apply_event,
+    has_id,
     rate_per_hour,
 )
 
@@ -58,6 +62,11 @@ def feat(
 
 def new_state(settings: StateSettings = S) -> AccountState:
     return AccountState.from_bytes(None, len(settings.windows_s))
+
+
+def recent(state: AccountState) -> list[int]:
+    """The remembered event-id hashes, oldest first."""
+    return array("I", state.recent_ids).tolist()
 
 
 def apply(state: AccountState, f: EventFeatures, settings: StateSettings = S) -> Snapshot:
@@ -159,8 +168,8 @@ def test_recent_ids_never_exceed_the_bound(keep: int) -> None:
     state = new_state(settings)
     for i in range(100):
         apply(state, feat(i, T0 + i), settings)
-        assert 0 < len(state.recent_ids) <= keep
-        assert state.recent_ids[-1] == feat(i, T0 + i).id_hash  # the newest id is kept
+        assert 0 < len(recent(state)) <= keep
+        assert recent(state)[-1] == feat(i, T0 + i).id_hash  # the newest id is kept
 
 
 def test_recent_ids_forget_the_oldest() -> None:
@@ -180,7 +189,7 @@ def test_recent_ids_hold_the_configured_number(keep: int) -> None:
     state = new_state(settings)
     for i in range(3 * keep):
         apply(state, feat(i, T0 + i), settings)
-        assert len(state.recent_ids) == min(i + 1, keep)
+        assert len(recent(state)) == min(i + 1, keep)
 
 
 def test_producer_duplicate_within_the_default_id_memory() -> None:
@@ -197,7 +206,31 @@ def test_recent_ids_tiny_bounds(keep: int) -> None:
     state = new_state(settings)
     for i in range(5):
         apply(state, feat(i, T0 + i), settings)
-    assert len(state.recent_ids) == keep
+    assert len(recent(state)) == keep
+
+
+IDS = st.integers(0, 2**32 - 1)
+
+
+@given(st.lists(IDS, max_size=40), IDS)
+def test_has_id_is_membership_among_whole_ids(ids: list[int], key: int) -> None:
+    packed = array("I", ids).tobytes()
+    assert has_id(packed, array("I", [key]).tobytes()) == (key in ids)
+    # Packed ids are searched as bytes: 4 bytes across two neighbours are not an id.
+    for start in range(1, len(packed) - 4, 4):
+        straddling = packed[start : start + 4]
+        assert has_id(packed, straddling) == (array("I", straddling)[0] in ids)
+
+
+def test_recent_ids_are_stored_as_the_array_of_earlier_versions() -> None:
+    # States written before the ids were kept packed stored ``array("I", ids).tobytes()``.
+    state = new_state()
+    for i in range(5):
+        apply(state, feat(i, T0 + i, event_id=f"id{i}"))
+    ids = [xxhash.xxh32_intdigest(f"id{i}".encode()) for i in range(5)]
+    _, body = state.to_bytes().split(b";", 1)
+    assert msgpack.unpackb(body)[5] == array("I", ids).tobytes()
+    assert recent(AccountState.from_bytes(state.to_bytes(), len(WINDOWS))) == ids
 
 
 def test_late_event_counted_in_totals_not_windows() -> None:
