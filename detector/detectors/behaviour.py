@@ -62,6 +62,22 @@ class FeatureBaselines:
         self._current = None
 
 
+def round4(x: float) -> float:
+    """``round(x, 4)``, for the scores computed at every event, at a fraction of its cost:
+    ``round`` with digits goes through a decimal conversion of ``x``, needed only near a half.
+
+    >>> round4(0.123456), round4(0.03125), round4(1.0)
+    (0.1235, 0.0312, 1.0)
+    """
+    scaled = x * 10_000.0
+    nearest = round(scaled)
+    # Shares are often multiples of 1/32, whose scores land on halves: there the product's
+    # own rounding error would decide, so ``round`` decides from x itself.
+    if abs(abs(scaled - nearest) - 0.5) < 1e-6:
+        return round(x, 4)
+    return nearest / 10_000.0
+
+
 def harvest_shape(profile: dict[str, float], weights: dict[str, float]) -> float:
     """Weighted share of harvesting-shaped requests, 0..1.
 
@@ -69,7 +85,7 @@ def harvest_shape(profile: dict[str, float], weights: dict[str, float]) -> float
     ...               {"at_limit": 0.5, "single_turn": 0.5, "stream_off": 0.0, "fixed_temperature": 0.0})
     1.0
     """
-    return round(sum(profile.get(k, 0.0) * w for k, w in weights.items()), 4)
+    return round4(sum(profile.get(k, 0.0) * w for k, w in weights.items()))
 
 
 class BehaviourDetector:
@@ -92,15 +108,15 @@ class BehaviourDetector:
         manner = (1 - s.repetition_weight) * shape + s.repetition_weight * p["dup"]
         if p["reasoning"] >= s.reasoning_share:
             # Asking for the internal reasoning is itself strong: half the score without any shape.
-            score = round(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * manner), 4)
+            score = round4(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * manner))
             best = (self._rank(score), score, "reasoning_elicitation")
         if p["harvest"] >= s.harvest_share:
             # Honest products use these capabilities too: it takes the intent *and* the manner.
-            score = round(p["harvest"] * manner, 4)
+            score = round4(p["harvest"] * manner)
             candidate = (self._rank(score), score, "capability_harvest")
             best = candidate if best is None or candidate[:2] > best[:2] else best
         if p["dup"] >= s.template_share and p["template_chain_max"] >= s.template_chain:
-            score = round(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50), 4)
+            score = round4(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50))
             # A template without harvesting intent is what batch jobs do: tell, do not flag.
             rank = self._rank(score) if p["harvest"] >= s.harvest_share / 2 else 0
             candidate = (rank, score, "template_chain")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from detector.config import BehaviourSettings
-from detector.detectors.behaviour import BehaviourDetector, FeatureBaselines, harvest_shape
+from detector.detectors.behaviour import BehaviourDetector, FeatureBaselines, harvest_shape, round4
 from detector.state.account import Distinct, Snapshot
 
 QUIET = {
@@ -90,3 +95,16 @@ def test_reasons_read_later_quote_the_medians_of_the_evaluation() -> None:
         baselines.learn({**QUIET, "harvest": 1.0, "dup": 1.0, "at_limit": 1.0})
     assert finding is not None and "(population median 0%)" in finding.reasons[0]
     assert finding.evidence["population_medians"]["harvest"] == 0.0
+
+
+@given(st.floats(min_value=0.0, max_value=10.0))
+def test_round4_is_round_to_four_digits(x: float) -> None:
+    assert round4(x) == round(x, 4)
+
+
+@given(st.integers(0, 100_000))
+def test_round4_is_round_to_four_digits_at_and_beside_halves(k: int) -> None:
+    # Shares are often multiples of 1/32, so scores land on halves, or an ulp beside one.
+    half = (2 * k + 1) / 20_000
+    for x in (half, math.nextafter(half, 0.0), math.nextafter(half, math.inf)):
+        assert round4(x) == round(x, 4)
