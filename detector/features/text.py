@@ -29,6 +29,14 @@ _SLOTS = re.compile(
 _SLOTS_NO_HEX = re.compile(
     r"[\d`\"](?:(?<=\d)\d*+(?:[.,:]\d+)*+|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
 )
+# ASCII text (nearly every prompt) is masked by the same patterns compiled with ``re.ASCII``: the
+# same matches, but the engine tests ``\d`` against a table, not Unicode's digit property (~25%
+# faster). Text with other characters keeps Unicode's digits.
+_SLOTS_BY_TEXT = {
+    (hex_id, ascii): re.compile(pattern.pattern, re.ASCII if ascii else 0)
+    for hex_id, pattern in ((True, _SLOTS), (False, _SLOTS_NO_HEX))
+    for ascii in (True, False)
+}
 _HEX_MARKS = bytes(ord("x") if chr(c) in "0123456789abcdef" else ord(" ") for c in range(256))
 _HEX_RUN = b"x" * 8
 # Tokens are the runs of ``[a-z_]+|0``. After masking, the only digits left are the masks'
@@ -54,7 +62,7 @@ def normalise_lowered(lowered: str) -> list[bytes]:
     """``normalise`` of text that is already lower-cased (feature extraction lowers it once)."""
     # "replace" makes each non-ASCII character one "?": a separator, as it is for the tokens.
     hex_id = _HEX_RUN in lowered.encode("ascii", "replace").translate(_HEX_MARKS)
-    masked = (_SLOTS if hex_id else _SLOTS_NO_HEX).sub(" 0 ", lowered)
+    masked = _SLOTS_BY_TEXT[hex_id, lowered.isascii()].sub(" 0 ", lowered)
     return masked.encode("ascii", "replace").translate(_TOKEN_BYTES).split()[:MAX_TOKENS]
 
 
