@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import fastjsonschema
 import msgspec
@@ -91,7 +91,7 @@ def _wire_decoder() -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(wire)
 
 
-_FAST = _wire_decoder()
+_FAST: Final = _wire_decoder()
 _ORDER = [f for f in QueryEvent.__struct_fields__ if f not in ("partition", "offset")]
 if list(load_schema(QUERY_EVENT_SCHEMA)["properties"]) != _ORDER:
     raise RuntimeError("QueryEvent's fields must follow the contract's property order")

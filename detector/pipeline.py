@@ -23,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -49,8 +49,8 @@ from detector.state.profile import focus, lockstep_bands
 from detector.state.store import AccountStore, LoadedBatch, Pending
 
 T = TypeVar("T")
-SUSPECT_TYPES = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
-FLAG_RANK = 1  # findings of severity medium or above keep the models from learning the point
+SUSPECT_TYPES: Final = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
+FLAG_RANK: Final = 1  # findings of severity medium or above keep the models from learning the point
 
 
 @dataclass

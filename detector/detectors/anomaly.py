@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 from river import anomaly
 
@@ -13,7 +13,7 @@ from detector.state.account import Snapshot
 
 # Fixed feature set with fixed limits: HalfSpaceTrees splits only on the features of
 # the first event it learns and wants them in known ranges (log1p scale here).
-FEATURE_LIMITS: dict[str, tuple[float, float]] = {
+FEATURE_LIMITS: Final[dict[str, tuple[float, float]]] = {
     "log_req_short": (0.0, math.log1p(1_000)),  # shortest configured window
     "log_req_1h": (0.0, math.log1p(20_000)),
     "log_req_long": (0.0, math.log1p(200_000)),  # longest configured window
@@ -28,7 +28,7 @@ FEATURE_LIMITS: dict[str, tuple[float, float]] = {
     "single_turn": (0.0, 1.0),
     "hour_flatness": (0.0, 1.0),
 }
-_SHARES = ("dup", "harvest", "at_limit", "single_turn", "hour_flatness")
+_SHARES: Final = ("dup", "harvest", "at_limit", "single_turn", "hour_flatness")
 
 
 def account_features(snap: Snapshot, windows_s: tuple[int, ...]) -> dict[str, float]:

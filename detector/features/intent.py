@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 try:  # the stdlib's regex parser (3.11+), only to read a pattern's required literals
     from re import _constants as sre  # type: ignore[attr-defined]
@@ -17,10 +17,10 @@ try:  # the stdlib's regex parser (3.11+), only to read a pattern's required lit
 except ImportError:  # a private module: without it every pattern is simply searched
     _parser = None  # type: ignore[assignment]
 
-TAGS = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
-BIT = {name: 1 << i for i, name in enumerate(TAGS)}
-HARVEST_TAGS = ("reasoning", "rubric", "rewrite", "coding", "tool_use")
-HARVEST_MASK = sum(BIT[t] for t in HARVEST_TAGS)
+TAGS: Final = ("reasoning", "stepwise", "rubric", "rewrite", "coding", "tool_use")
+BIT: Final = {name: 1 << i for i, name in enumerate(TAGS)}
+HARVEST_TAGS: Final = ("reasoning", "rubric", "rewrite", "coding", "tool_use")
+HARVEST_MASK: Final = sum(BIT[t] for t in HARVEST_TAGS)
 HARVEST_NAMES = {
     "reasoning": "internal-reasoning elicitation",
     "rubric": "rubric grading",

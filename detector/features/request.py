@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from typing import Final
 
 import msgspec
 import xxhash
@@ -18,10 +19,12 @@ from detector.events import QueryEvent
 from detector.features.intent import IntentTagger
 from detector.features.text import normalise_lowered, simhashes
 
-_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # as ipaddress reads it: no leading 0
-_IPV4 = re.compile(r"\.".join([_OCTET] * 4))
-PREFIX_TOKENS = 8  # a template's fixed opening: honest prompts rarely share their first 8 words
-AT_LIMIT_FRACTION = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
+# An octet as ipaddress reads it: no leading 0.
+_OCTET: Final = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4: Final = re.compile(r"\.".join([_OCTET] * 4))
+# A template's fixed opening: honest prompts rarely share their first 8 words.
+PREFIX_TOKENS: Final = 8
+AT_LIMIT_FRACTION: Final = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
 
 
 class EventFeatures(msgspec.Struct, frozen=True, gc=False):

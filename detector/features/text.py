@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from itertools import chain
+from typing import Final
 
 import numpy as np
 import xxhash
@@ -18,34 +19,34 @@ import xxhash
 # that can start a value instead of trying all four everywhere. Its runs are possessive
 # (``*+``, ``{7,}+``): nothing follows them, so giving characters back can never make a match,
 # and the engine no longer records how it could (the sub is ~30% faster).
-SLOTS_PLAIN = r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\""
-_SLOTS = re.compile(
+SLOTS_PLAIN: Final = r"\d+(?:[.,:]\d+)*|[0-9a-f]{8,}|`[^`]{1,80}`|\"[^\"]{1,80}\""
+_SLOTS: Final = re.compile(
     r"[\da-f`\"](?:(?<=\d)\d*+(?:[.,:]\d+)*+|(?<=[a-f])[0-9a-f]{7,}+|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
 )
 # A text without a hex id (a run of 8 or more hex digits; nearly every prompt) is masked by
 # the pattern without that alternative: its opening class then stops only at digits and
 # quotes, not at every letter a-f (normalising takes half the time). ``_HEX_MARKS`` marks
 # hex digits, so one ``in`` finds a run.
-_SLOTS_NO_HEX = re.compile(
+_SLOTS_NO_HEX: Final = re.compile(
     r"[\d`\"](?:(?<=\d)\d*+(?:[.,:]\d+)*+|(?<=`)[^`]{1,80}`|(?<=\")[^\"]{1,80}\")"
 )
 # ASCII text (nearly every prompt) is masked by the same patterns compiled with ``re.ASCII``: the
 # same matches, but the engine tests ``\d`` against a table, not Unicode's digit property (~25%
 # faster). Text with other characters keeps Unicode's digits.
-_SLOTS_BY_TEXT = {
-    (hex_id, ascii): re.compile(pattern.pattern, re.ASCII if ascii else 0)
-    for hex_id, pattern in ((True, _SLOTS), (False, _SLOTS_NO_HEX))
-    for ascii in (True, False)
-}
-_HEX_MARKS = bytes(ord("x") if chr(c) in "0123456789abcdef" else ord(" ") for c in range(256))
-_HEX_RUN = b"x" * 8
+_SLOTS_ASCII: Final = re.compile(_SLOTS.pattern, re.ASCII)
+_SLOTS_NO_HEX_ASCII: Final = re.compile(_SLOTS_NO_HEX.pattern, re.ASCII)
+_HEX_MARKS: Final = bytes(
+    ord("x") if chr(c) in "0123456789abcdef" else ord(" ") for c in range(256)
+)
+_HEX_RUN: Final = b"x" * 8
 # Tokens are the runs of ``[a-z_]+|0``. After masking, the only digits left are the masks'
 # own spaced "0"s, so every other byte can become a space and ``split`` find the tokens.
-_TOKEN_BYTES = bytes(
+_TOKEN_BYTES: Final = bytes(
     c if chr(c) in "abcdefghijklmnopqrstuvwxyz_0" else ord(" ") for c in range(256)
 )
-MAX_TOKENS = 256  # bound the work per prompt: the template shows in its first few hundred words
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd constant: multiplying scrambles the left word's bits
+# Bound the work per prompt: the template shows in its first few hundred words.
+MAX_TOKENS: Final = 256
+_MIX: Final = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying scrambles the left word's bits
 
 
 def normalise(text: str) -> list[bytes]:
@@ -62,7 +63,11 @@ def normalise_lowered(lowered: str) -> list[bytes]:
     """``normalise`` of text that is already lower-cased (feature extraction lowers it once)."""
     # "replace" makes each non-ASCII character one "?": a separator, as it is for the tokens.
     hex_id = _HEX_RUN in lowered.encode("ascii", "replace").translate(_HEX_MARKS)
-    masked = _SLOTS_BY_TEXT[hex_id, lowered.isascii()].sub(" 0 ", lowered)
+    if lowered.isascii():
+        slots = _SLOTS_ASCII if hex_id else _SLOTS_NO_HEX_ASCII
+    else:
+        slots = _SLOTS if hex_id else _SLOTS_NO_HEX
+    masked = slots.sub(" 0 ", lowered)
     return masked.encode("ascii", "replace").translate(_TOKEN_BYTES).split()[:MAX_TOKENS]
 
 
@@ -135,7 +140,7 @@ class _WordHashes(dict[bytes, int]):
         return value
 
 
-_WORDS = _WordHashes()
+_WORDS: Final = _WordHashes()
 
 
 def hamming(a: int, b: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgpack
 import msgspec
@@ -21,12 +22,12 @@ from detector.features import EventFeatures
 from detector.state import profile as behaviour
 from detector.state.profile import Profile
 
-HOUR_S = 3600
-STATE_FORMAT = 1  # bump when the layout below changes: an unreadable value starts afresh
-ID_BYTES = 4
+HOUR_S: Final = 3600
+STATE_FORMAT: Final = 1  # bump when the layout below changes: an unreadable value starts afresh
+ID_BYTES: Final = 4
 # Native byte order, as the ids were stored before (``array("I")``), so stored states stay valid.
-_pack_id = struct.Struct("=I").pack
-DISTINCT_LG_K = 8  # HyperLogLog of 2^8 registers: exact while small, ~6.5% error beyond
+_pack_id: Final = struct.Struct("=I").pack
+DISTINCT_LG_K: Final = 8  # HyperLogLog of 2^8 registers: exact while small, ~6.5% error beyond
 
 
 class DistinctValues:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
+from typing import Final
 
 import xxhash
 
 from detector.features.intent import BIT, HARVEST_MASK, HARVEST_TAGS, TAGS
 from detector.features.request import EventFeatures
 
-SHARES = (
+SHARES: Final = (
     "dup",
     *TAGS,
     "harvest",
@@ -26,25 +27,26 @@ SHARES = (
     "fixed_temperature",
     "system_reuse",
 )
-MEANS = ("log_out_in", "log_gap", "log_gap_sq")  # the gap pair last: a first event has no gap
-_FIELDS = SHARES + MEANS
-INDEX = {name: i for i, name in enumerate(_FIELDS)}  # position of each mean in Profile.means
-_MEANS_FORMAT = f"<{len(_FIELDS)}d"
-_TEMPLATE = struct.Struct("<QI")  # fingerprint, near-duplicates seen
-_COUNT_MAX = 2**32 - 1
-HOURS = 24
-TICK_BUCKET_S = 10  # lockstep resolution: requests of one scheduler tick land in one bucket
-TICK_HASHES = 8
-TICK_EMPTY = 2**32 - 1  # above every xxh32 minimum but one, and fits the packed u32
-HOUR_CAP = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
+# The gap pair last: a first event has no gap.
+MEANS: Final = ("log_out_in", "log_gap", "log_gap_sq")
+_FIELDS: Final = SHARES + MEANS
+INDEX: Final = {name: i for i, name in enumerate(_FIELDS)}  # position of each mean in Profile.means
+_MEANS_FORMAT: Final = f"<{len(_FIELDS)}d"
+_TEMPLATE: Final = struct.Struct("<QI")  # fingerprint, near-duplicates seen
+_COUNT_MAX: Final = 2**32 - 1
+HOURS: Final = 24
+TICK_BUCKET_S: Final = 10  # lockstep resolution: requests of one scheduler tick land in one bucket
+TICK_HASHES: Final = 8
+TICK_EMPTY: Final = 2**32 - 1  # above every xxh32 minimum but one, and fits the packed u32
+HOUR_CAP: Final = 4000  # halve the hour-of-day counts past this, keeping the shape and the size
 # The tag shares of an event, in TAGS order, then "harvest", for each value of its tag bits.
-_TAG_SHARES = tuple(
+_TAG_SHARES: Final = tuple(
     (*(1.0 if tags & BIT[t] else 0.0 for t in TAGS), 1.0 if tags & HARVEST_MASK else 0.0)
     for tags in range(1 << len(TAGS))
 )
-_TAG_MASK = (1 << len(TAGS)) - 1
+_TAG_MASK: Final = (1 << len(TAGS)) - 1
 # h * log(h) for every count an hour can hold (the cap halves them past HOUR_CAP in all).
-_XLOGX = [0.0] + [h * math.log(h) for h in range(1, HOUR_CAP + 2)]
+_XLOGX: Final = [0.0] + [h * math.log(h) for h in range(1, HOUR_CAP + 2)]
 
 
 @dataclass(slots=True)
