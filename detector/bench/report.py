@@ -29,7 +29,8 @@ NOT_DETECTOR_COMMANDS = frozenset({"info"})  # the bench's own probes
 METHOD = {
     "ceiling": "kafka-python consumer, no group (assigned partitions), same max_poll_records as "
     "the worker, orjson.loads of every value, nothing else; events after the first batch over "
-    "the time from the first batch to the last",
+    "the time from the first batch to the last; measured once just before each detector run, so "
+    "both see the machine at the same moments",
     "detector": "separate `detector run` processes in one consumer group; events committed "
     "between the first sample where every worker has processed a batch (group joined) and the "
     "first sample where the group's committed offsets reach every partition's end; sampled every "

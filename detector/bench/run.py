@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import statistics
 import uuid
@@ -23,6 +24,7 @@ from detector.bench.redis_probe import INDEX_FAMILIES, RedisProbe
 from detector.bench.stats import percentile, ratio
 from detector.bench.throughput import DetectorRun, run_deployment
 from detector.bench.topic import (
+    CeilingRun,
     CommittedOffsets,
     consume_ceiling,
     create_topic,
@@ -258,12 +260,16 @@ def run_bench(
         run, kafka = b.run, b.run.settings.kafka
         create_topic(kafka, run.topic, options.partitions)
         ends = produce_all(kafka, run.topic, b.pairs, len(b.pairs), _stage(progress, "produce"))
-        ceiling = [
-            consume_ceiling(kafka, run.topic, ends, CEILING_TIMEOUT_S, _stage(progress, "ceiling"))
-            for _ in range(options.repeat)
-        ]
+        # The ceiling is measured once before each detector run, not all at first: this
+        # machine's speed drifts within minutes, and the share compares the two.
+        ceiling: list[CeilingRun] = []
+        measure_ceiling = functools.partial(
+            consume_ceiling, kafka, run.topic, ends, CEILING_TIMEOUT_S, _stage(progress, "ceiling")
+        )
         parallel = _parallel(options.workers, progress)
-        detector, memory = _throughput(run, b.probe, ends, environ, b.tags, progress)
+        detector, memory = _throughput(
+            run, b.probe, ends, environ, b.tags, progress, lambda: ceiling.append(measure_ceiling())
+        )
         maximum = statistics.median(r.events_per_s for r in detector[options.latency_workers])
         rate = maximum * options.latency_load
         latency = _latency(run, b.probe, b.pairs, rate, maximum, environ, b.tags, progress)
@@ -314,6 +320,7 @@ def _throughput(
     environ: Mapping[str, str],
     tags: list[str],
     progress: Progress | None,
+    before_each: Callable[[], object],
 ) -> tuple[dict[int, list[DetectorRun]], dict[str, Any]]:
     options = run.options
     offsets = CommittedOffsets(run.settings.kafka, run.topic)
@@ -322,6 +329,7 @@ def _throughput(
     try:
         for workers in sorted({1, options.workers}):
             for i in range(options.repeat):
+                before_each()
                 tag = f"w{workers}r{i}"
                 tags.append(tag)
                 settings = run.deployment(tag, run.topic)
