@@ -1,5 +1,6 @@
-"""Loaded by every pytest run (``-p tests.compiled_build`` in pyproject.toml), also one of
-``detector/`` alone, whose doctests would otherwise be collected from compiled modules."""
+"""Loaded by every pytest run (``-p tests.compiled_build`` in pyproject.toml), including a
+run of ``detector/`` alone, which does not load ``tests/conftest.py``: after ``make
+compiled`` it would otherwise collect doctests from the compiled modules."""
 
 from __future__ import annotations
 
