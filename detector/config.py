@@ -208,7 +208,7 @@ class AnomalySettings(_Section):
     alert_score: float = Field(default=0.9, gt=0, le=1)
     learn_below_score: float = Field(default=0.8, gt=0, le=1)
     min_events: int = Field(default=50, ge=1)
-    every_events: int = Field(default=4, ge=1)
+    every_events: int = Field(default=8, ge=1)
     checkpoint_every_batches: int = Field(default=50, ge=1)
 
 
