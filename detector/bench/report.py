@@ -131,6 +131,10 @@ def _detector(
         "speedup_vs_1_worker": round(speedup, 2),
         # The detector's speedup against what the machine gives N plain loops.
         "share_of_machine_speedup": round(ratio(speedup, machine), 3) if machine else None,
+        # The run ends when the busiest worker does: its share of the topic (1/N is even).
+        "busiest_worker_share": round(
+            max(ratio(max(r.consumed_per_worker), sum(r.consumed_per_worker)) for r in runs), 3
+        ),
         "runs": [
             {**asdict(r), "events_per_s": round(r.events_per_s, 1), "redis": redis_cost(r)}
             for r in runs
@@ -430,7 +434,19 @@ def scaling_line(result: dict[str, Any]) -> str:
         f"1 -> {d['workers']} workers: {d['speedup_vs_1_worker']:.2f}x. This machine runs "
         f"{machine['processes']} CPU-bound Python processes at {m['median']:.2f}x the work of one "
         f"(median of {m['n']} trials, {m['min']:.2f}–{m['max']:.2f}x): the workers scale "
-        f"{d['share_of_machine_speedup']:.0%} as well as plain loops do here."
+        f"{d['share_of_machine_speedup']:.0%} as well as plain loops do here." + _split(d)
+    )
+
+
+def _split(d: dict[str, Any]) -> str:
+    """How evenly the topic's partitions split the events between the workers (the key of an
+    event is its account, so a few busy accounts can load one worker more)."""
+    share = d.get("busiest_worker_share")
+    if not share:  # documents written before it was recorded
+        return ""
+    return (
+        f" The partitions gave the busiest worker {share:.1%} of the events ({1 / d['workers']:.0%} "
+        "is an even split); the run ends when that worker does."
     )
 
 

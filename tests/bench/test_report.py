@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import orjson
@@ -47,7 +48,7 @@ def _detector(workers: int, seconds: float) -> DetectorRun:
 MACHINE = ParallelRun(2, 1000, 0.4, [1.6, 2.0, 1.8])
 
 
-def _result(parallel: ParallelRun | None = MACHINE) -> dict:
+def _result(parallel: ParallelRun | None = MACHINE, two: DetectorRun | None = None) -> dict:
     events = BenchEvents(Path("e.jsonl"), 10_000, 100, 800.0, 24.0, "default", 42, 0.02)
     return build(
         started="2026-01-01T00:00:00+00:00",
@@ -68,7 +69,7 @@ def _result(parallel: ParallelRun | None = MACHINE) -> dict:
         load={"before": [0.5, 0.5, 0.5], "after": [1.0, 0.8, 0.6]},
         events=events,
         ceiling=[CeilingRun(10_000, 9_000, 0.3)],
-        detector={1: [_detector(1, 4.0)], 2: [_detector(2, 2.5)]},
+        detector={1: [_detector(1, 4.0)], 2: [two or _detector(2, 2.5)]},
         latency={
             "max_events_per_s": 2000.0,
             "workers": 1,
@@ -152,6 +153,15 @@ def test_json_and_markdown_render() -> None:
     assert scaling_line(result) in page
     assert "1 -> 2 workers: 1.60x. This machine runs 2 CPU-bound Python processes at 1.80x" in page
     assert "(median of 3 trials, 1.60–2.00x): the workers scale 89% as well" in page
+
+
+def test_the_busiest_workers_share_of_the_topic_is_reported() -> None:
+    result = _result()
+    assert result["detector"][1]["busiest_worker_share"] == 0.5
+    assert "gave the busiest worker 50.0% of the events (50% is an even split)" in markdown(result)
+    uneven = dataclasses.replace(_detector(2, 2.5), consumed_per_worker=[4_428.0, 5_572.0])
+    assert _result(two=uneven)["detector"][1]["busiest_worker_share"] == 0.557
+    assert result["detector"][0]["busiest_worker_share"] == 1.0
 
 
 def test_without_a_machine_measurement_there_is_no_scaling_line() -> None:
