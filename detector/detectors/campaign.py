@@ -37,7 +37,13 @@ def evidence_of(
     ('bill:b1', 'net:10.0.0.0/24')
     """
     found: dict[str, None] = {}
+    # An account's events in a batch mostly carry the same values: each set is read once.
+    seen: set[tuple[str, str, str, str, int, str, float | None]] = set()
     for f in feats:
+        key = (f.billing, f.client, f.network, f.asn_agent, f.prefix, f.address_range, f.created_ts)
+        if key in seen:
+            continue
+        seen.add(key)
         values = {
             "bill": f.billing,
             "cfp": f.client,
