@@ -338,14 +338,27 @@ def _meanwhile(pending: Pending[Any], work: Callable[..., T], *args: Any) -> T:
 def uncounted(
     topic: str, counted: dict[str, int], applied: dict[str, list[EventFeatures]]
 ) -> tuple[dict[str, int], dict[str, list[EventFeatures]]]:
-    """Each partition's last offset in the batch, and each account's events not yet counted."""
-    through: dict[str, int] = {}
+    """Each partition's last offset in the batch, and each account's events not yet counted.
+
+    >>> f = [EventFeatures("a", "e", 0, 0.0, p, o, "m", 0, 0, 0, None, "", "") for p, o in
+    ...      [(0, 5), (1, 9), (0, 6)]]
+    >>> through, fresh = uncounted("t", {"t|0": 5}, {"a": f[:2], "b": f[2:]})
+    >>> through, {k: [(x.partition, x.offset) for x in v] for k, v in fresh.items()}
+    ({'t|0': 6, 't|1': 9}, {'a': [(1, 9)], 'b': [(0, 6)]})
+    """
+    # By partition number: its key is formatted once per batch, not once per event.
+    last: dict[int, int] = {}
+    known: dict[int, int] = {}
     fresh: dict[str, list[EventFeatures]] = {}
     for account, fs in applied.items():
-        fresh[account] = []
+        kept: list[EventFeatures] = []
+        fresh[account] = kept
         for f in fs:
-            where = partition_key(topic, f.partition)
-            through[where] = max(through.get(where, -1), f.offset)
-            if f.offset > counted.get(where, -1):
-                fresh[account].append(f)
-    return through, fresh
+            p = f.partition
+            if f.offset > last.get(p, -1):
+                last[p] = f.offset
+            if p not in known:
+                known[p] = counted.get(partition_key(topic, p), -1)
+            if f.offset > known[p]:
+                kept.append(f)
+    return {partition_key(topic, p): offset for p, offset in last.items()}, fresh
