@@ -204,13 +204,24 @@ def flatness(hours: list[int]) -> float:
     >>> flatness([5] + [0] * 23)
     0.0
     """
-    total = sum(hours)
+    # -sum(p log p) with p = h / total, from a table: this runs for every event. A plain loop:
+    # compiled, a third of the cost of sum() over map().
+    total = 0
+    xlogx = 0.0
+    for h in hours:
+        if h >= len(_XLOGX):  # a count past the cap (not written by this version)
+            return _flatness_exact(hours)
+        total += h
+        xlogx += _XLOGX[h]
     if total == 0:
         return 0.0
-    try:  # -sum(p log p) with p = h / total, from a table: this runs for every event
-        entropy = math.log(total) - sum(map(_XLOGX.__getitem__, hours)) / total
-    except IndexError:  # a count past the cap (not written by this version)
-        entropy = -sum(h / total * math.log(h / total) for h in hours if h)
+    entropy = math.log(total) - xlogx / total
+    return min(1.0, max(0.0, entropy / math.log(HOURS)))
+
+
+def _flatness_exact(hours: list[int]) -> float:
+    total = sum(hours)
+    entropy = -sum(h / total * math.log(h / total) for h in hours if h)
     return min(1.0, max(0.0, entropy / math.log(HOURS)))
 
 
@@ -235,5 +246,9 @@ def _top_template_share(profile: Profile) -> float:
     """Share of the most followed template among the remembered ones (each counts itself)."""
     if not profile.templates:
         return 0.0
-    seen = [n for _, n in profile.templates]
-    return (max(seen) + 1) / (sum(seen) + len(seen))
+    most = total = 0
+    for template in profile.templates:  # a loop, not three passes over a new list
+        n = template[1]
+        total += n
+        most = max(most, n)
+    return (most + 1) / (total + len(profile.templates))

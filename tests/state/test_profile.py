@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import msgpack
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detector.config import FeatureSettings
 from detector.events import QueryEvent
 from detector.features import extract
 from detector.features.intent import IntentTagger
-from detector.state.profile import Profile, derived, update
+from detector.state.profile import HOUR_CAP, HOURS, Profile, derived, flatness, update
 
 TAGGER = IntentTagger({"rubric": [r"\brubric\b"]})
 
@@ -69,3 +73,24 @@ def test_to_list_round_trip() -> None:
     assert again == profile
     assert derived(again) == derived(profile)
     assert len(msgpack.packb(profile.to_list())) < 400
+
+
+def _entropy_share(hours: list[int]) -> float:
+    total = sum(hours)
+    if total == 0:
+        return 0.0
+    entropy = -sum(h / total * math.log(h / total) for h in hours if h)
+    return min(1.0, max(0.0, entropy / math.log(HOURS)))
+
+
+# Up to the cap, and past it (a count this version never writes: the exact formula then).
+@given(st.lists(st.integers(0, HOUR_CAP + 50), min_size=HOURS, max_size=HOURS))
+def test_flatness_is_the_normalised_entropy_of_the_hours(hours: list[int]) -> None:
+    assert math.isclose(flatness(hours), _entropy_share(hours), abs_tol=1e-9)
+
+
+@given(st.lists(st.integers(0, 1000), max_size=12))
+def test_top_template_share_counts_each_template_once(counts: list[int]) -> None:
+    profile = Profile(templates=[[i + 1, n] for i, n in enumerate(counts)])
+    expected = (max(counts) + 1) / (sum(counts) + len(counts)) if counts else 0.0
+    assert derived(profile)["top_template_share"] == expected
