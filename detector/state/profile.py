@@ -205,7 +205,7 @@ def flatness(hours: list[int]) -> float:
     0.0
     """
     # -sum(p log p) with p = h / total, from a table: this runs for every event. A plain loop:
-    # compiled, a third of the cost of sum() over map().
+    # compiled, it indexes the lists directly, where sum() over map() made a call per hour.
     total = 0
     xlogx = 0.0
     for h in hours:
