@@ -60,8 +60,8 @@ def account_features(snap: Snapshot, windows_s: tuple[int, ...]) -> dict[str, fl
 class AnomalyDetector:
     """Scores each snapshot, then learns from it unless it looks anomalous.
 
-    The score and the features behind it go into ``context["anomaly"]`` so that every
-    alert on the account carries them as evidence.
+    The score and the features behind it go into ``context["anomaly"]``, so that the alerts
+    raised at a scored snapshot carry them as evidence.
     """
 
     def __init__(self, settings: AnomalySettings, state: StateSettings) -> None:

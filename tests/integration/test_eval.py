@@ -57,8 +57,11 @@ def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None
     alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
     harvest = [a for a in alerts if a["type"] in ("capability_harvest", "reasoning_elicitation")]
     assert harvest and all(a["severity"] != "low" or a["score"] < 0.5 for a in harvest)
-    evidence = harvest[0]["evidence"]
-    assert {"profile", "harvest_shape", "population_medians", "anomaly"} <= set(evidence)
+    assert all(
+        {"profile", "harvest_shape", "population_medians"} <= set(a["evidence"]) for a in harvest
+    )
+    # The anomaly model scores every Nth event of an account: alerts raised at those carry it.
+    assert any("anomaly" in a["evidence"] for a in harvest)
     alerts_text = (out / "alerts.jsonl").read_text()
     events = [
         orjson.loads(line) for line in (out / "events.jsonl").read_bytes().splitlines()[:2000]
