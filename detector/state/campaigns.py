@@ -616,7 +616,9 @@ class CampaignStore:
             alerted=int(f.get("alerted", 0)),
             events=int(f.get("events", 0)),
             kinds=tuple(sorted(filter(None, f.get("kinds", "").split(",")))),
-            new_members=list(new),
+            # Sorted: a Redis set comes back in an order that differs from server to server,
+            # and member alerts go out in this order.
+            new_members=sorted(new),
             listed=list(listed),
             pivoted=frozenset(k.split(":", 1)[1] for k in f if k.startswith("pivot:")),
             models=models,
