@@ -38,6 +38,7 @@ def evidence_of(
     """
     found: dict[str, None] = {}
     # An account's events in a batch mostly carry the same values: each set is read once.
+    # The key holds every field the values below read (add one there, add it here).
     seen: set[tuple[str, str, str, str, int, str, float | None]] = set()
     for f in feats:
         key = (f.billing, f.client, f.network, f.asn_agent, f.prefix, f.address_range, f.created_ts)
