@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import subprocess
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from detector import native
 from detector.embedded import broker_binary
 
 CPUINFO = Path("/proc/cpuinfo")
+MAPS = Path("/proc/self/maps")
+# The configure options that make CPython itself faster: profile-guided optimisation and
+# link-time optimisation (python.org and the official Docker images use both).
+SPEED_OPTIONS = ("--enable-optimizations", "--with-lto")
 
 
 def cpu_model(cpuinfo: str | None = None) -> str:
@@ -55,6 +60,39 @@ def embedded_broker_version() -> str:
     return "tansu (version unknown)"
 
 
+def interpreter_build(config_args: str, maps: str) -> str:
+    """How this CPython was built, as far as it affects speed: whether the interpreter runs
+    from a shared libpython (``maps``: the process's ``/proc/self/maps``) and which of the
+    ``SPEED_OPTIONS`` its configure had. Distributions may optimise by other means (Debian's
+    interpreter is profile-guided without ``--enable-optimizations`` in its configure).
+
+    >>> interpreter_build("'--prefix=/p' '--enable-shared'", "7f00 r-xp /p/lib/libpython3.11.so.1.0")
+    'libpython shared; configured without --enable-optimizations, --with-lto'
+    >>> interpreter_build("'--enable-optimizations' '--with-lto'", "")
+    'configured with --enable-optimizations, --with-lto'
+    """
+    shared = "libpython" in maps
+    used = [o for o in SPEED_OPTIONS if o in config_args]
+    unused = [o for o in SPEED_OPTIONS if o not in config_args]
+    parts = ["libpython shared"] if shared else []
+    if used:
+        parts.append(f"configured with {', '.join(used)}")
+    if unused:
+        parts.append(f"configured without {', '.join(unused)}")
+    return "; ".join(parts)
+
+
+def describe_python() -> str:
+    """``CPython 3.11.7 (<interpreter_build>)``; the version alone off Linux."""
+    name = f"{platform.python_implementation()} {platform.python_version()}"
+    maps = ""
+    with contextlib.suppress(OSError):
+        maps = MAPS.read_text(encoding="utf-8", errors="replace")
+    if not maps:
+        return name
+    return f"{name} ({interpreter_build(sysconfig.get_config_var('CONFIG_ARGS') or '', maps)})"
+
+
 def describe_machine(redis_version: str, broker: str) -> dict[str, Any]:
     memory = psutil.virtual_memory()
     return {
@@ -63,7 +101,7 @@ def describe_machine(redis_version: str, broker: str) -> dict[str, Any]:
         "physical_cores": psutil.cpu_count(logical=False),
         "ram_gib": round(memory.total / 2**30, 1),
         "os": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "python": describe_python(),
         "redis": redis_version,
         "broker": broker,
         "kafka_python": _version("kafka-python"),
