@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
+import hiredis
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -129,7 +130,7 @@ class RoundTrip:
         started = time.perf_counter()
         try:
             self._conn = client.connection_pool.get_connection()
-            self._conn.send_packed_command(self._conn.pack_commands(commands))
+            self._conn.send_packed_command(pack(commands))
         except REDIS_DOWN:
             if self._conn is not None:
                 self._release(broken=True)  # replies() runs it again
@@ -330,6 +331,21 @@ class AccountStore:
     def _send(self, commands: list[tuple[Any, ...]], op: str) -> RoundTrip:
         observe = self._metrics.redis_seconds.labels(op).observe
         return RoundTrip(self._client, commands, (_SAVE_LUA, _LOAD_LUA), observe)
+
+
+def pack(commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """The commands in Redis's protocol, a chunk each for ``Connection.send_packed_command``,
+    by hiredis's packer. redis-py's ``pack_commands`` wraps the same packer in a Python pass
+    over every argument, which took two thirds of the time for a batch's ~20 arguments per
+    account.
+
+    >>> pack([("SET", "k", 1.5), ("GET", b"k")])
+    [b'*3\\r\\n$3\\r\\nSET\\r\\n$1\\r\\nk\\r\\n$3\\r\\n1.5\\r\\n', b'*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n']
+    """
+    try:
+        return [hiredis.pack_command(command) for command in commands]
+    except TypeError as exc:  # as redis-py reports an argument it cannot send
+        raise redis.DataError(str(exc)) from exc
 
 
 def _refused(written: list[str], replies: list[Any]) -> list[str]:
