@@ -107,6 +107,12 @@ def test_normalise_follows_its_definition_around_hex_ids(text: str) -> None:
     assert normalise(text) == _reference_normalise(text)
 
 
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=200))
+def test_normalise_follows_its_definition_on_ascii_text(text: str) -> None:
+    """ASCII text is masked by patterns of their own (digits spelled ``0-9``): the same."""
+    assert normalise(text) == _reference_normalise(text)
+
+
 def _reference_simhash(tokens: list[bytes]) -> int:
     """The SimHash of ``simhashes``, one bit at a time."""
     if not tokens:
