@@ -32,6 +32,8 @@ REASONS = (
     "invalid_value",
     "schema_violation",
     "ts_in_future",
+    "undecodable",
+    "processing_error",
 )
 _RULE_REASON = {
     "required": "missing_field",
@@ -98,14 +100,28 @@ if list(load_schema(QUERY_EVENT_SCHEMA)["properties"]) != _ORDER:
 
 
 def decode_record(record: RawRecord, not_after: float = math.inf) -> QueryEvent | DeadLetter:
-    """One record as an event, or as a dead letter saying why not.
+    """One record as an event, or as a dead letter saying why not; never raises.
 
     ``not_after`` bounds ``ts``: one event far in the future would make every later
-    event of its account look late, blinding the account's windows.
+    event of its account look late, blinding the account's windows. Whatever a parser
+    raises that nobody foresaw (a recursion limit, memory, ...) refuses the record as
+    ``undecodable`` with the exception's class: one record must never stop a stream.
     """
     try:
+        return _decode(record, not_after)
+    except Exception as exc:  # the message may quote the payload: only the class goes out
+        return undecodable(record, exc)
+
+
+def undecodable(record: RawRecord, exc: BaseException) -> DeadLetter:
+    name = type(exc).__name__
+    return DeadLetter("undecodable", f"{name} while decoding", record, error=name)
+
+
+def _decode(record: RawRecord, not_after: float) -> QueryEvent | DeadLetter:
+    try:
         wire = _FAST.decode(record.value)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except Exception:  # the reference path decides, and names the reason
         return _decode_slowly(record, not_after)
     if wire.ts > not_after:
         return _too_late(wire.ts, not_after, record)

@@ -70,3 +70,4 @@ class DeadLetter:
     reason: str
     detail: str
     record: RawRecord
+    error: str | None = None  # the exception's class, when an unforeseen one refused it

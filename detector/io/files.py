@@ -26,7 +26,7 @@ def _event_time(line: bytes) -> float:
     try:
         data = orjson.loads(line)
         ts = data.get("ts") if isinstance(data, dict) else None
-    except orjson.JSONDecodeError:
+    except Exception:  # whatever the line holds: the decoder refuses it with its reason
         return float("-inf")
     return float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else float("-inf")
 
@@ -77,6 +77,8 @@ class JsonlDeadLetterSink:
                 "source": letter.record.topic,
                 "line": letter.record.line,
             }
+            if letter.error is not None:
+                record["error"] = letter.error
             if not self._redact:
                 record["payload_b64"] = base64.b64encode(letter.record.value).decode("ascii")
             self._fh.write(orjson.dumps(record) + b"\n")

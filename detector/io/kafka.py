@@ -326,6 +326,8 @@ class KafkaDeadLetterSink(_ProducerSink):
                 ("dlq.redacted", b"true" if self._redact else b"false"),
                 ("dlq.original_bytes", str(len(r.value)).encode()),
             ]
+            if letter.error is not None:
+                headers.append(("dlq.error", letter.error.encode()))
             # Cut what would exceed the broker's message size: a dead letter must never block.
             payload = b"" if self._redact else r.value[: self._max]
             self._send(r.key, payload, headers)
