@@ -31,6 +31,7 @@ from detector.io.kafka import (
     ensure_topics,
     make_producer,
 )
+from detector.isolation import process_isolating
 from detector.metrics import Metrics
 from detector.pipeline import Pipeline
 from detector.service import Worker
@@ -241,7 +242,8 @@ def replay(
         settle_heap()
         started = time.perf_counter()
         for batch in batches(records, local.kafka.poll_max_records):
-            result = pipeline.process(batch)
+            result = process_isolating(batch, pipeline.process, pipeline.reject, metrics)
+            assert result is not None  # only a stop request gives None, and replay has none
             invalid += result.invalid
             duplicates += result.duplicates
             alerts += len(result.alerts)

@@ -42,6 +42,14 @@ class Metrics:
         )
         for reason in REASONS:
             self.events_invalid.labels(reason)
+        self.batch_failures = Counter(
+            "detector_batch_failures",
+            "Unexpected exceptions while processing a batch or a part of one, by class: each "
+            "part is tried twice, then split until the records that fail are dead-lettered "
+            "(reason processing_error). Outages of Redis or Kafka are not counted here.",
+            ["error"],
+            registry=registry,
+        )
         self.alerts = Counter(
             "detector_alerts",
             "Alerts published, by type and severity.",

@@ -64,6 +64,19 @@ class BatchResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
 
+    def combined(self, later: BatchResult) -> BatchResult:
+        """This result and a later one's, as one (a batch processed in parts)."""
+        return BatchResult(
+            self.durable + later.durable,
+            self.consumed + later.consumed,
+            self.applied + later.applied,
+            self.duplicates + later.duplicates,
+            self.late + later.late,
+            self.invalid + later.invalid,
+            self.alerts + later.alerts,
+            self.conflicts + later.conflicts,
+        )
+
 
 class Pipeline:
     def __init__(
@@ -103,7 +116,6 @@ class Pipeline:
         started = time.perf_counter()
         result = BatchResult(consumed=len(records))
         events, dead = decode_batch(records, self.clock() + self.settings.features.max_future_s)
-        self.dead_letters.send(dead)
         result.invalid = len(dead)
 
         # The round trip that makes the previous batch durable goes first, before this
@@ -141,11 +153,39 @@ class Pipeline:
             marks = self._campaigns(records[0].topic, counted, applied, loaded, suspicion, result)
         else:
             self.store.encode(loaded)
+        # Sent only once nothing can fail: a batch processed again sends them again.
         self.alerts.send(result.alerts)
+        self.dead_letters.send(dead)
         self._undelivered = (result.alerts, dead)
         self._unwritten = (loaded, self._checkpoint_due() + marks, records)
         result.durable, self._durable = self._durable, []
         self._observe(result, dead, time.perf_counter() - started)
+        return result
+
+    def reject(self, records: list[RawRecord], error: Exception) -> BatchResult:
+        """Dead-letter records whose processing raised ``error`` (reason ``processing_error``).
+
+        They are committed with the batch before them once it is written (at once if
+        there is none), and their dead letters are acknowledged first.
+        """
+        name = type(error).__name__
+        dead = [
+            DeadLetter("processing_error", f"{name} while processing", r, error=name)
+            for r in records
+        ]
+        alerts, letters = self._undelivered
+        self._undelivered = (alerts, letters + dead)
+        self.dead_letters.send(dead)
+        self._deliver()
+        if self._unwritten is None:
+            self._durable.extend(records)
+        else:
+            loaded, commands, before = self._unwritten
+            self._unwritten = (loaded, commands, before + records)
+        result = BatchResult(consumed=len(records), invalid=len(records))
+        result.durable, self._durable = self._durable, []
+        self.metrics.events_consumed.inc(len(records))
+        self.metrics.events_invalid.labels("processing_error").inc(len(records))
         return result
 
     @property

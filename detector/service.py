@@ -12,6 +12,7 @@ from detector.errors import ServiceUnavailable
 from detector.events import RawRecord
 from detector.health import Health
 from detector.io.kafka import KafkaSource
+from detector.isolation import process_isolating
 from detector.metrics import Metrics
 from detector.pipeline import BatchResult, Pipeline
 
@@ -50,14 +51,27 @@ class Worker:
                 # The stream paused: write the last batch now rather than with the next one.
                 self._commit(self._until_done(self.pipeline.flush, stop))
                 continue
-            # The previous batch is committed as soon as this one's first round trip wrote it.
-            result = self._until_done(
-                lambda r=records: self.pipeline.process(r, self._commit_soon), stop
+            result = process_isolating(
+                records,
+                lambda part: self._process(part, stop),
+                lambda part, error: self._reject(part, error, stop),
+                self.metrics,
             )
             if result is None:
                 break  # asked to stop while a dependency was down: leave the batch uncommitted
         self._commit(self._until_done(self.pipeline.flush, stop))  # one try: we are stopping
         self.source.close()
+
+    def _process(self, records: list[RawRecord], stop: threading.Event) -> BatchResult | None:
+        # The previous batch is committed as soon as this one's first round trip wrote it.
+        return self._until_done(lambda: self.pipeline.process(records, self._commit_soon), stop)
+
+    def _reject(
+        self, records: list[RawRecord], error: Exception, stop: threading.Event
+    ) -> BatchResult | None:
+        result = self._until_done(lambda: self.pipeline.reject(records, error), stop)
+        self._commit(result)
+        return result
 
     def _commit_soon(self, records: list[RawRecord]) -> None:
         self.source.commit(records, wait=False)  # the worker carries on processing meanwhile

@@ -71,6 +71,18 @@ return out
 
 T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+# Error replies that say the server cannot work now, not that a command was wrong: the batch
+# waits for the server as in an outage, rather than being split to find a culprit record.
+REDIS_UNWELL = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.MaxClientsReachedError,
+    redis.exceptions.NoPermissionError,
+    redis.exceptions.AuthenticationError,
+)
 
 
 @dataclass
@@ -152,6 +164,8 @@ class RoundTrip:
         finally:
             self._observe(self._waited + time.perf_counter() - started)
         for reply in replies:
+            if isinstance(reply, REDIS_UNWELL):
+                raise ServiceUnavailable(f"redis: {type(reply).__name__}: {reply}") from reply
             if isinstance(reply, redis.exceptions.ResponseError):
                 raise reply
         return replies
