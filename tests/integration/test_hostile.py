@@ -1,0 +1,230 @@
+"""Black box: `detector run` on the real broker and Redis, fed thousands of hostile messages
+mixed into valid traffic. The worker never exits, every message is accounted for, and the
+valid accounts end in the same state as in a run without the hostile messages."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+
+from detector.config import Settings
+from detector.io.kafka import ensure_topics, make_producer
+from detector.sim.basic import BasicTraffic, generate
+from tests.hostile import hostile_messages, oversized
+from tests.integration.helpers import (
+    TopicReader,
+    account_values,
+    start_worker,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = 5_000
+SEED = int(os.environ.get("HOSTILE_TEST_SEED", "20261207"))
+TRAFFIC = BasicTraffic(benign_accounts=60, hours=2.0, abusive_per_hour=500.0, seed=5)
+# The largest message the worker forwards whole to the dead-letter topic. 100x that still fits
+# in one of kafka-python's receive frames (100 MB); a larger one needs a broker that refuses
+# it (Kafka's message.max.bytes, 1 MiB by default): see the README's guarantees.
+MAX_MESSAGE_BYTES = Settings().service.dlq_payload_max_bytes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _total(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in metrics.items() if n == name)
+
+
+def _produce(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> int:
+    """Sends in the given order; returns how many the broker took (it may refuse a huge one)."""
+    ensure_topics(settings.kafka)
+    producer = make_producer(settings.kafka, max_request_size=128 * 1024 * 1024)
+    futures = [producer.send(settings.kafka.input_topic, key=k, value=v) for k, v in messages]
+    producer.flush()
+    producer.close()
+    taken = 0
+    for future in futures:
+        try:
+            future.get(timeout=0)
+            taken += 1
+        except KafkaError:
+            pass
+    return taken
+
+
+def _run(settings: Settings, tmp_path: Path, messages: list[tuple[bytes | None, bytes]]) -> Any:
+    """Runs one worker over ``messages``; returns (produced, metrics, dead letters, states)."""
+    port = _free_port()
+    settings = settings.with_overrides(metrics={"port": port})
+    produced = _produce(settings, messages)
+    config = write_config(settings, tmp_path)
+    worker = start_worker(config)
+    try:
+        wait_until(lambda: _up(port), 30, "the worker's metrics")
+
+        def accounted() -> bool:
+            assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+            m = _metrics(port)
+            done = sum(
+                _total(m, name)
+                for name in (
+                    "detector_events_applied_total",
+                    "detector_events_duplicate_total",
+                    "detector_events_invalid_total",
+                )
+            )
+            progress[:] = [done, produced]
+            return done >= produced
+
+        progress: list[float] = []
+        try:
+            wait_until(accounted, 180, "every message accounted for", every_s=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {progress[0]:.0f} of {progress[1]}") from None
+        metrics = _metrics(port)
+        assert worker.poll() is None, "the worker exited"
+    finally:
+        worker.terminate()
+        code = worker.wait(30)
+    assert code == 0, "the worker did not stop cleanly"
+    reader = TopicReader(settings, settings.kafka.dlq_topic)
+    letters = reader.read_to_end(60, "dead letters")
+    reader.close()
+    return produced, metrics, letters, account_values(settings)
+
+
+def _up(port: int) -> bool:
+    try:
+        _metrics(port)
+        return True
+    except OSError:
+        return False
+
+
+def _without_watermark(value: bytes) -> bytes:
+    # The watermark is the partition offset: hostile messages in between move it.
+    return value.partition(b";")[2]
+
+
+def test_hostile_messages_never_stop_the_worker_and_lose_nothing(
+    service_settings: Settings, tmp_path: Path
+) -> None:
+    rng = random.Random(SEED)
+    valid = [(e["account_id"].encode(), orjson.dumps(e)) for e in generate(TRAFFIC)]
+    hostile = hostile_messages(HOSTILE, SEED)
+    hostile_raw: list[tuple[bytes | None, bytes]] = [
+        (rng.choice([None, b"raw", b"\x00", rng.randbytes(8)]), m) for _, m in hostile
+    ]
+    hostile_raw.append((b"raw", oversized(MAX_MESSAGE_BYTES)))
+    # Hostile messages at random places; the valid ones keep their order.
+    mixed = valid + hostile_raw
+    positions = sorted(rng.sample(range(len(mixed)), len(hostile_raw)))
+    order: list[tuple[bytes | None, bytes]] = []
+    v = iter(valid)
+    h = iter(hostile_raw)
+    for i in range(len(mixed)):
+        order.append(next(h) if positions and i == positions[0] else next(v))
+        if positions and i == positions[0]:
+            positions.pop(0)
+
+    clean = service_settings.with_overrides(
+        redis={"key_prefix": f"{service_settings.redis.key_prefix}clean:"},
+        kafka={
+            "input_topic": f"{service_settings.kafka.input_topic}-clean",
+            "dlq_topic": f"{service_settings.kafka.dlq_topic}-clean",
+            "group_id": f"{service_settings.kafka.group_id}-clean",
+        },
+    )
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "mixed").mkdir()
+    _, _, _, clean_states = _run(clean, tmp_path / "clean", valid)
+    produced, metrics, letters, states = _run(service_settings, tmp_path / "mixed", order)
+
+    assert produced >= len(valid) + HOSTILE  # the broker took every hostile message we count
+    applied = _total(metrics, "detector_events_applied_total")
+    duplicates = _total(metrics, "detector_events_duplicate_total")
+    invalid = _total(metrics, "detector_events_invalid_total")
+    assert applied + duplicates + invalid == produced
+    assert len(letters) == invalid, "every refused message is on the dead-letter topic"
+    reasons = {dict(m.headers)["dlq.reason"].decode() for m in letters}
+    assert {"invalid_json", "invalid_utf8", "wrong_type", "not_object"} <= reasons
+    # Hostile messages that are valid events belong to other accounts (mutated bytes can
+    # rename one): the traffic's own accounts are exactly as without them.
+    assert len(clean_states) == len({e["account_id"] for e in generate(TRAFFIC)})
+    mine = {a: _without_watermark(states.get(a, b"")) for a in clean_states}
+    assert mine == {a: _without_watermark(s) for a, s in clean_states.items()}
+
+
+def test_replay_and_validate_report_hostile_lines_by_number_and_go_on(tmp_path: Path) -> None:
+    valid = [orjson.dumps(e) for e in generate(TRAFFIC)]
+    # A JSON-lines file cannot hold a line break inside a line: those messages would be
+    # several lines, each of them hostile in its own way.
+    hostile = [m for _, m in hostile_messages(HOSTILE, SEED + 1) if m.strip()]
+    rng = random.Random(SEED)
+    lines = valid + hostile
+    rng.shuffle(lines)
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"\n".join(lines) + b"\n")
+    numbered = [
+        n for n, line in enumerate(events_file.read_bytes().split(b"\n"), 1) if line.strip()
+    ]
+
+    checked = subprocess.run(
+        [sys.executable, "-m", "detector.cli", "validate", str(events_file)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert checked.returncode == 1, checked.stderr.decode()[-2000:]
+    assert b"Traceback" not in checked.stderr
+    summary = checked.stdout.decode().strip().splitlines()[-1]
+    assert summary.startswith(f"{len(numbered)} events checked")
+
+    out = tmp_path / "alerts.jsonl"
+    replayed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detector.cli",
+            "replay",
+            "--input",
+            str(events_file),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        timeout=300,
+    )
+    assert replayed.returncode == 0, replayed.stderr.decode()[-2000:]
+    letters = [orjson.loads(line) for line in out.with_suffix(".dead-letters.jsonl").open("rb")]
+    assert len(letters) >= len(hostile) // 2
+    assert {d["line"] for d in letters} <= set(numbered)
+    file_lines = [x for x in events_file.read_bytes().split(b"\n") if x.strip()]
+    traffic = set(valid)
+    valid_lines = {n for n, x in zip(numbered, file_lines, strict=True) if x in traffic}
+    assert not {d["line"] for d in letters} & valid_lines  # no line of the traffic was refused
