@@ -277,3 +277,19 @@ def test_the_fast_path_accepts_only_what_the_schema_accepts(value: bytes) -> Non
         assert fast == reference  # same event, field for field
     else:
         assert isinstance(reference, DeadLetter) and reference.reason == fast.reason
+
+
+def test_objects_nested_past_the_fast_parsers_recursion_limit_are_dead_lettered() -> None:
+    # The poison pill: msgspec raised RecursionError, which stopped the worker for good.
+    for depth in (50_000, 100_000):
+        value = b'{"a":' * depth + b"1" + b"}" * depth
+        letter = decode_record(RawRecord("q", 0, 0, None, value))
+        assert isinstance(letter, DeadLetter) and letter.reason == "invalid_json"
+
+
+def test_whatever_decoding_raises_dead_letters_the_record_with_the_class_only() -> None:
+    # A value of a type no source produces makes both parsers raise their own errors.
+    letter = decode_record(RawRecord("q", 0, 0, None, None))  # type: ignore[arg-type]
+    assert isinstance(letter, DeadLetter)
+    assert (letter.reason, letter.error) == ("undecodable", "AttributeError")
+    assert letter.detail == "AttributeError while decoding"
