@@ -130,6 +130,7 @@ def run_service(
         on_started(server.port)
     client = connect(settings.redis)
     producer = pipeline = None
+    source: KafkaSource | None = None
     try:
         wait_for_redis(client, settings.redis.url)
         if settings.kafka.create_topics:
@@ -168,6 +169,10 @@ def run_service(
             )
         Worker(source, pipeline, settings.service, metrics, health).run(stop)
     finally:
+        # Clients before the servers they talk to, the consumer first: it leaves the group,
+        # so a worker that failed does not hold its partitions until the session times out.
+        if source is not None:
+            source.close()  # the worker closes it when it stops; a second close does nothing
         if producer is not None:
             producer.close(timeout=10)
         if pipeline is not None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from detector import __version__
@@ -34,8 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DetectorError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        # An expected failure: one line that names what to change, no traceback. The text is
+        # not markup ("[::1]:9092" would vanish) and not wrapped (scripts grep for one line).
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False
+        )
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the command's own handler was in place
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -337,6 +344,7 @@ def _pager(args: argparse.Namespace) -> int:
     from detector.pager import run_pager
 
     run_pager(load_settings(args.config), _stop_on_signals())
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

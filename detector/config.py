@@ -37,6 +37,7 @@ class _Section(BaseModel):
 
 class KafkaSettings(_Section):
     bootstrap_servers: str = "localhost:9092"
+    bootstrap_timeout_ms: int = Field(default=15000, ge=100)
     input_topic: str = "llm.queries"
     alerts_topic: str = "llm.alerts"
     dlq_topic: str = "llm.queries.dlq"
@@ -64,11 +65,68 @@ class KafkaSettings(_Section):
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
 
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        parse_bootstrap_servers(value)
+        return value
+
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> KafkaSettings:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be lower than session_timeout_ms")
         return self
+
+
+_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.\-_]*)://")
+_HOST = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.\-]*[A-Za-z0-9_])?$")
+_BOOTSTRAP_FORM = "host:port[,host:port...] (e.g. kafka-1:9092,kafka-2:9092; IPv6 as [::1]:9092)"
+
+
+def parse_bootstrap_servers(value: str) -> list[tuple[str, int]]:
+    """``host:port`` pairs of a comma-separated list; ValueError naming the entry and the form.
+
+    kafka-python would read ``http://broker`` as ``broker:9092`` (it drops any scheme and
+    defaults the port), so a typo would reach a broker nobody meant; here it is refused.
+    """
+    entries = value.split(",")
+    pairs = []
+    for raw in entries:
+        entry = raw.strip()
+        if not entry:
+            where = "is empty" if len(entries) == 1 else "has an empty entry"
+            raise ValueError(f"{value!r} {where}: expected {_BOOTSTRAP_FORM}")
+        if scheme := _SCHEME.match(entry):
+            raise ValueError(
+                f"{entry!r} has a scheme ({scheme[1]}://): expected {_BOOTSTRAP_FORM}; "
+                "the protocol is kafka.security_protocol"
+            )
+        if entry.startswith("["):  # an IPv6 literal: [addr]:port
+            host, bracket, port = entry[1:].partition("]")
+            if not bracket or not port.startswith(":") or not host:
+                raise ValueError(
+                    f"{entry!r} is not [ipv6-address]:port: expected {_BOOTSTRAP_FORM}"
+                )
+            port = port[1:]
+        else:
+            host, colon, port = entry.rpartition(":")
+            if not colon:
+                raise ValueError(f"{entry!r} has no port: expected {_BOOTSTRAP_FORM}")
+            if ":" in host:
+                raise ValueError(
+                    f"{entry!r}: an IPv6 address goes in brackets, e.g. [::1]:9092; "
+                    f"expected {_BOOTSTRAP_FORM}"
+                )
+            if not _HOST.match(host):
+                raise ValueError(
+                    f"{entry!r}: {host!r} is not a host name or address: expected {_BOOTSTRAP_FORM}"
+                )
+        if not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"{entry!r}: port {port!r} is not a number from 1 to 65535: expected {_BOOTSTRAP_FORM}"
+            )
+        pairs.append((host, int(port)))
+    return pairs
 
 
 class RedisSettings(_Section):
@@ -358,12 +416,33 @@ class Settings(_Section):
         return build_settings(data)
 
 
+# The two settings with an environment variable of their own; every other one is DETECTOR__...
+_ENV_NAMES = {
+    ("kafka", "bootstrap_servers"): "KAFKA_BOOTSTRAP_SERVERS",
+    ("redis", "url"): "REDIS_URL",
+}
+
+
+def env_name(section: str, key: str) -> str:
+    """The environment variable that sets ``section.key``, for messages that say what to change."""
+    return _ENV_NAMES.get((section, key), f"{ENV_PREFIX}{section.upper()}__{key.upper()}")
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    name = ".".join(str(p) for p in loc) or "(top level)"
+    if len(loc) == 2 and (env := _ENV_NAMES.get((str(loc[0]), str(loc[1])))):
+        return f"{name} ({env})"  # a user who set the variable looks for its name
+    return name
+
+
 def build_settings(data: Mapping[str, Any]) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            f"{_setting_name(err['loc'])}: "
+            # pydantic prefixes a validator's own message with "Value error, ": noise to a user
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid setting: {problems}") from None

@@ -2,6 +2,8 @@
 
 Used by ``detector demo``, ``detector replay`` and the test session. Children get
 SIGTERM when this process dies (PR_SET_PDEATHSIG), so nothing outlives an interrupted run.
+They run in a session of their own, so Ctrl-C in a terminal (SIGINT to the whole foreground
+process group) reaches only this process, which stops its clients first and then them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from detector.errors import EmbeddedServerError
 
@@ -63,6 +66,7 @@ def broker_binary() -> str:
 
 class _Child:
     name = "server"
+    stop_signal = signal.SIGTERM
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -77,12 +81,15 @@ class _Child:
     def _answers(self) -> bool:
         raise NotImplementedError
 
-    def start(self) -> _Child:
+    def start(self) -> Self:
         self._proc = subprocess.Popen(
             self._command(),
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Not in the terminal's process group: a Ctrl-C there would stop the server under
+            # clients that are still finishing (dozens of connection errors), not after them.
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -98,7 +105,7 @@ class _Child:
     def stop(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
             return
-        self._proc.terminate()
+        self._proc.send_signal(self.stop_signal)
         try:
             self._proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -121,7 +128,7 @@ class _Child:
             self._proc.kill()
             self._proc.wait()
 
-    def __enter__(self) -> _Child:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -192,6 +199,9 @@ class EmbeddedRedis(_Child):
 
 class EmbeddedKafka(_Child):
     name = "kafka"
+    # Tansu lingers 5 s on SIGTERM once a consumer group has met; on SIGINT it exits at once,
+    # and in memory it has nothing to save either way.
+    stop_signal = signal.SIGINT
 
     def _command(self) -> list[str]:
         url = f"tcp://127.0.0.1:{self.port}"

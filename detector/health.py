@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from detector.config import env_name
+from detector.errors import ConfigError
+
 LIVENESS_TIMEOUT_S = 120.0  # the worker loop must turn at least this often to count as alive
+SHUTDOWN_POLL_S = 0.1  # how soon the server thread notices stop(); a command waits this long
 
 
 class Health:
@@ -61,12 +67,51 @@ def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPReques
     return Handler
 
 
+def listen(
+    host: str, port: int, handler: type[BaseHTTPRequestHandler], section: str
+) -> ThreadingHTTPServer:
+    """An HTTP server bound to ``host:port``; if it cannot bind, a ConfigError that names the
+    settings ``<section>.host`` / ``<section>.port`` to change (an OSError would name neither)."""
+    try:
+        return ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:
+        raise ConfigError(_bind_problem(host, port, section, exc)) from None
+
+
+def _bind_problem(host: str, port: int, section: str, exc: OSError) -> str:
+    set_port = f"set {section}.port (or {env_name(section, 'port')})"
+    set_host = f"set {section}.host (or {env_name(section, 'host')})"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{section}.port {port} on {host} is in use: {set_port} to a free port, or 0 for any"
+    if exc.errno == errno.EACCES:
+        return (
+            f"{section}.port {port} on {host} is not open to this user: {set_port} "
+            "to 1024 or above, or 0 for any"
+        )
+    if isinstance(exc, socket.gaierror):
+        return f"{section}.host {host} does not resolve ({exc.strerror}): {set_host} to 127.0.0.1"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{section}.host {host} is not an address of this machine: {set_host} to 127.0.0.1, "
+            "0.0.0.0 (all addresses) or one of its own"
+        )
+    return f"cannot listen on {section}.host {host}, {section}.port {port}: {exc.strerror or exc}"
+
+
 class HealthServer:
+    """/metrics, /healthz and /readyz on ``metrics.host:metrics.port``, in a thread of its own.
+
+    Binds at construction, so a port in use fails the command before anything else starts.
+    """
+
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(registry, health))
+        self._server = listen(host, port, _handler(registry, health), "metrics")
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="health", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_S},
+            name="health",
+            daemon=True,
         )
 
     @property

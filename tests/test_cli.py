@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+import detector.cli
 from detector.cli import main
 
 
@@ -65,3 +71,72 @@ def test_a_malformed_redis_url_is_named_without_its_password(
     assert main(["config"]) == 2
     err = capsys.readouterr().err
     assert "redis.url" in err and "s3cret" not in err
+
+
+def _detector(
+    *args: str, env: dict[str, str], timeout_s: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """The real command line in a child process, with only the given settings in its environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR__")}
+    clean.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    clean.pop("REDIS_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port something else listens on."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["run", "tap", "pager"])
+def test_a_metrics_port_in_use_fails_the_command_in_one_line(command: str, taken_port: int) -> None:
+    # regression: `detector run` ended in an OSError traceback that did not name metrics.port
+    done = _detector(command, env={"DETECTOR__METRICS__PORT": str(taken_port)})
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: metrics.port {taken_port} on 127.0.0.1 is in use: set metrics.port (or "
+        "DETECTOR__METRICS__PORT) to a free port, or 0 for any"
+    ]
+
+
+def test_a_bootstrap_server_with_a_scheme_is_refused_in_one_line() -> None:
+    # regression: http://broker was read as broker:9092
+    done = _detector("run", env={"KAFKA_BOOTSTRAP_SERVERS": "http://broker"})
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()  # one line, however long: not wrapped at 80 columns
+    assert line.startswith(
+        "error: invalid setting: kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS): "
+    )
+    assert "'http://broker' has a scheme (http://): expected host:port" in line
+
+
+def test_error_text_is_printed_as_is(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rich markup would swallow "[ipv6-address]" and "[::1]"; wrapping would split the line
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "[::1]")
+    assert main(["config"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "'[::1]' is not [ipv6-address]:port" in line and "IPv6 as [::1]:9092" in line
+
+
+def test_ctrl_c_before_the_command_handles_it_exits_quietly(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detector.cli, "_show_config", interrupted)
+    assert main(["config"]) == 130
+    assert capsys.readouterr().err == ""

@@ -13,8 +13,10 @@ from detector.config import (
     DEFAULT_CONFIG_PATH,
     Settings,
     build_settings,
+    env_name,
     env_overrides,
     load_settings,
+    parse_bootstrap_servers,
     redact_url,
 )
 from detector.errors import ConfigError
@@ -246,3 +248,67 @@ def test_redact_url_hides_a_query_password(url: str) -> None:
     redacted = redact_url(url)
     assert "s3cret" not in redacted
     assert "cache:63" in redacted
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("http://broker", "has a scheme (http://)"),  # regression: read as broker:9092
+        ("PLAINTEXT://broker:9092", "has a scheme (PLAINTEXT://)"),
+        ("kafka://b1:9092,b2:9092", "has a scheme (kafka://)"),
+        ("b1:9092,SSL://b2:9093", "has a scheme (SSL://)"),
+        ("broker", "has no port"),
+        ("b1:9092,,b2:9092", "has an empty entry"),
+        ("b1:9092,", "has an empty entry"),
+        (",b1:9092", "has an empty entry"),
+        ("   ", "is empty"),
+        ("broker:", "is not a number from 1 to 65535"),
+        ("broker:abc", "is not a number from 1 to 65535"),
+        ("broker:+9092", "is not a number from 1 to 65535"),
+        ("broker:0", "is not a number from 1 to 65535"),
+        ("broker:65536", "is not a number from 1 to 65535"),
+        ("broker:９０９２", "is not a number from 1 to 65535"),  # full-width digits
+        (":9092", "is not a host name or address"),
+        ("user@broker:9092", "is not a host name or address"),
+        ("broker:9092/path", "is not a number from 1 to 65535"),
+        ("bro ker:9092", "is not a host name or address"),
+        ("::1:9092", "an IPv6 address goes in brackets"),
+        ("[::1]", "is not [ipv6-address]:port"),
+        ("[::1]:x", "is not a number from 1 to 65535"),
+    ],
+)
+def test_bootstrap_servers_must_be_host_port_pairs(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings().with_overrides(kafka={"bootstrap_servers": value})
+    message = str(caught.value)
+    assert "kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS):" in message
+    assert problem in message and "expected host:port[,host:port...]" in message
+    assert "Value error" not in message  # pydantic's prefix is noise to a user
+
+
+def test_a_bootstrap_server_with_a_scheme_in_the_environment_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"KAFKA_BOOTSTRAP_SERVERS.*'http://broker' has a scheme"):
+        load_settings(environ={"KAFKA_BOOTSTRAP_SERVERS": "http://broker"})
+
+
+@pytest.mark.parametrize(
+    ("value", "pairs"),
+    [
+        ("localhost:9092", [("localhost", 9092)]),
+        ("b1:9093, b2:9094", [("b1", 9093), ("b2", 9094)]),
+        ("10.0.0.7:1,[::1]:65535", [("10.0.0.7", 1), ("::1", 65535)]),
+        ("kafka_1.internal:9092", [("kafka_1.internal", 9092)]),
+    ],
+)
+def test_bootstrap_servers_in_the_documented_form(value: str, pairs: list[tuple[str, int]]) -> None:
+    assert parse_bootstrap_servers(value) == pairs
+    assert Settings().with_overrides(kafka={"bootstrap_servers": value}).kafka.bootstrap_servers
+
+
+def test_env_name_is_the_variable_that_sets_the_setting() -> None:
+    assert env_name("metrics", "port") == "DETECTOR__METRICS__PORT"
+    assert env_name("kafka", "bootstrap_servers") == "KAFKA_BOOTSTRAP_SERVERS"
+    assert env_name("redis", "url") == "REDIS_URL"
+    for section, key in [("metrics", "port"), ("tap", "host"), ("kafka", "bootstrap_timeout_ms")]:
+        overrides = env_overrides({env_name(section, key): "1"})
+        assert overrides == {section: {key: "1"}}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from detector.errors import ConfigError
 from detector.health import Health, HealthServer
 
 
@@ -64,3 +66,23 @@ def test_responses_do_not_name_the_runtime(served: tuple[HealthServer, Health]) 
     server, _ = served
     _, _, headers = _request(server, "/healthz")
     assert "Python" not in headers.get("Server", "")
+
+
+def test_a_port_in_use_names_the_setting_to_change() -> None:
+    # regression: an OSError traceback that named neither the port nor the setting
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            HealthServer("127.0.0.1", port, CollectorRegistry(), Health())
+    assert str(caught.value) == (
+        f"metrics.port {port} on 127.0.0.1 is in use: set metrics.port (or "
+        "DETECTOR__METRICS__PORT) to a free port, or 0 for any"
+    )
+
+
+def test_an_address_not_of_this_machine_names_metrics_host() -> None:
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of the machine running the tests
+    with pytest.raises(ConfigError, match=r"^metrics\.host 192\.0\.2\.1 .*DETECTOR__METRICS__HOST"):
+        HealthServer("192.0.2.1", 0, CollectorRegistry(), Health())

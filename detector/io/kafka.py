@@ -5,17 +5,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+import socket
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from detector.config import KafkaSettings
+from detector.config import KafkaSettings, parse_bootstrap_servers
 from detector.errors import ConfigError, ServiceUnavailable
 from detector.events import DeadLetter, RawRecord
 from detector.metrics import Metrics
@@ -128,9 +130,83 @@ def read_secret(env_name: str, file: str, environ: Mapping[str, str] | None = No
     )
 
 
+BROKER_PROBE_EVERY_S = 0.5  # between rounds of connection attempts while waiting at start-up
+BROKER_CONNECT_TIMEOUT_S = 2.0  # one TCP connection attempt
+_Client = TypeVar("_Client")
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "name does not resolve"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "no answer"
+    return exc.strerror or str(exc)
+
+
+def _wait_for_broker(settings: KafkaSettings) -> None:
+    """Until one bootstrap server accepts a connection, for ``kafka.bootstrap_timeout_ms`` at
+    most; then a ServiceUnavailable that names the setting.
+
+    kafka-python's own bootstrap logs two error lines per attempt and ends in a 40-line
+    KafkaTimeoutError traceback; a quiet TCP connect first turns the usual start-up mistakes
+    (wrong host or port, broker not up) into one line. Only start-up waits here: once
+    running, the clients reconnect by themselves and the worker retries with backoff.
+    """
+    wait_s = settings.bootstrap_timeout_ms / 1000
+    deadline = time.monotonic() + wait_s
+    servers = parse_bootstrap_servers(settings.bootstrap_servers)
+    said = False
+    while True:
+        problems = []
+        for host, port in servers:
+            timeout_s = min(BROKER_CONNECT_TIMEOUT_S, max(0.1, deadline - time.monotonic()))
+            try:
+                with socket.create_connection((host, port), timeout=timeout_s):
+                    return
+            except OSError as exc:
+                problems.append(f"{host}:{port} {_reason(exc)}")
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            raise ServiceUnavailable(
+                f"no Kafka broker answers at kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS) "
+                f"{settings.bootstrap_servers} after {wait_s:g} s ({'; '.join(problems)}): "
+                "set it to the brokers' host:port, or start the broker "
+                "(kafka.bootstrap_timeout_ms sets the wait)"
+            )
+        if not said:  # once: a user should know why nothing happens for a while
+            log.info("waiting up to %g s for a Kafka broker (%s)", wait_s, "; ".join(problems))
+            said = True
+        time.sleep(min(BROKER_PROBE_EVERY_S, left_s))
+
+
+def _bootstrapped(settings: KafkaSettings, make: Callable[[], _Client]) -> _Client:
+    """A kafka-python client made once a broker answers; its eager bootstrap failing (a port
+    that accepts connections but does not speak Kafka as configured) in one line too."""
+    _wait_for_broker(settings)
+    try:
+        return make()
+    except KafkaTimeoutError:
+        raise ServiceUnavailable(
+            f"kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS) {settings.bootstrap_servers} "
+            f"accepts connections but gave no Kafka metadata within {settings.bootstrap_timeout_ms} "
+            "ms: check that it is a Kafka listener and that kafka.security_protocol and its "
+            "TLS/SASL settings match it"
+        ) from None
+
+
 def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> None:
-    """Create the input, alerts and dead-letter topics if they do not exist."""
-    admin = KafkaAdminClient(**connection_options(settings))
+    """Create the input, alerts and dead-letter topics if they do not exist.
+
+    Like every client made here, waits at most ``kafka.bootstrap_timeout_ms`` for a broker.
+    """
+    admin = _bootstrapped(
+        settings,
+        lambda: KafkaAdminClient(
+            **connection_options(settings), bootstrap_timeout_ms=settings.bootstrap_timeout_ms
+        ),
+    )
     try:
         existing = set(admin.list_topics())
         wanted = [
@@ -148,12 +224,13 @@ def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> Non
 def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     options: dict[str, Any] = {
         **connection_options(settings),
+        "bootstrap_timeout_ms": settings.bootstrap_timeout_ms,
         "acks": "all",
         "linger_ms": 5,
         "retries": 5,
     }
     options.update(overrides)
-    return KafkaProducer(**options)
+    return _bootstrapped(settings, lambda: KafkaProducer(**options))
 
 
 class KafkaSource:
@@ -162,17 +239,21 @@ class KafkaSource:
     def __init__(self, settings: KafkaSettings, metrics: Metrics) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._consumer = KafkaConsumer(
-            settings.input_topic,
-            **connection_options(settings),
-            group_id=settings.group_id,
-            enable_auto_commit=False,  # commit after effect, never before
-            auto_offset_reset=settings.auto_offset_reset,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=settings.heartbeat_interval_ms,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            max_poll_records=settings.poll_max_records,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        self._consumer = _bootstrapped(
+            settings,
+            lambda: KafkaConsumer(
+                settings.input_topic,
+                **connection_options(settings),
+                bootstrap_timeout_ms=settings.bootstrap_timeout_ms,
+                group_id=settings.group_id,
+                enable_auto_commit=False,  # commit after effect, never before
+                auto_offset_reset=settings.auto_offset_reset,
+                session_timeout_ms=settings.session_timeout_ms,
+                heartbeat_interval_ms=settings.heartbeat_interval_ms,
+                max_poll_interval_ms=settings.max_poll_interval_ms,
+                max_poll_records=settings.poll_max_records,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            ),
         )
         self._paused = False
         self._lagged: set[tuple[str, int]] = set()  # partitions the lag gauge has a value for
