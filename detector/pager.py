@@ -328,22 +328,26 @@ class Pager:
         health: Health,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from detector.io.kafka import connection_options
+        from detector.io.kafka import bootstrapped, connection_options
 
         self.settings = settings
         self.metrics = metrics
         self.health = health
         self.clock = clock
         self.book = PageBook(settings)
-        self.consumer = KafkaConsumer(
-            kafka.alerts_topic,
-            **connection_options(kafka),
-            group_id=settings.group_id,
-            enable_auto_commit=False,  # commit after the pages are posted
-            auto_offset_reset=kafka.auto_offset_reset,  # old alerts are skipped as quiet anyway
-            session_timeout_ms=kafka.session_timeout_ms,
-            heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-            max_poll_interval_ms=kafka.max_poll_interval_ms,
+        self.consumer = bootstrapped(
+            kafka,
+            lambda: KafkaConsumer(
+                kafka.alerts_topic,
+                **connection_options(kafka),
+                bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
+                group_id=settings.group_id,
+                enable_auto_commit=False,  # commit after the pages are posted
+                auto_offset_reset=kafka.auto_offset_reset,  # old alerts are skipped as quiet
+                session_timeout_ms=kafka.session_timeout_ms,
+                heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+                max_poll_interval_ms=kafka.max_poll_interval_ms,
+            ),
         )
 
     def run(self, stop: threading.Event) -> None:

@@ -181,7 +181,7 @@ def _wait_for_broker(settings: KafkaSettings) -> None:
         time.sleep(min(BROKER_PROBE_EVERY_S, left_s))
 
 
-def _bootstrapped(settings: KafkaSettings, make: Callable[[], _Client]) -> _Client:
+def bootstrapped(settings: KafkaSettings, make: Callable[[], _Client]) -> _Client:
     """A kafka-python client made once a broker answers; its eager bootstrap failing (a port
     that accepts connections but does not speak Kafka as configured) in one line too."""
     _wait_for_broker(settings)
@@ -201,7 +201,7 @@ def ensure_topics(settings: KafkaSettings, partitions: int | None = None) -> Non
 
     Like every client made here, waits at most ``kafka.bootstrap_timeout_ms`` for a broker.
     """
-    admin = _bootstrapped(
+    admin = bootstrapped(
         settings,
         lambda: KafkaAdminClient(
             **connection_options(settings), bootstrap_timeout_ms=settings.bootstrap_timeout_ms
@@ -230,7 +230,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "retries": 5,
     }
     options.update(overrides)
-    return _bootstrapped(settings, lambda: KafkaProducer(**options))
+    return bootstrapped(settings, lambda: KafkaProducer(**options))
 
 
 class KafkaSource:
@@ -239,7 +239,7 @@ class KafkaSource:
     def __init__(self, settings: KafkaSettings, metrics: Metrics) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._consumer = _bootstrapped(
+        self._consumer = bootstrapped(
             settings,
             lambda: KafkaConsumer(
                 settings.input_topic,

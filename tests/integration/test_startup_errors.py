@@ -63,7 +63,7 @@ def closed_port() -> int:
     return free_port()
 
 
-@pytest.mark.parametrize("command", ["run", "tap"])
+@pytest.mark.parametrize("command", ["run", "tap", "pager"])
 def test_an_unreachable_broker_fails_start_up_in_one_line(
     command: str, redis_url: str, closed_port: int
 ) -> None:
