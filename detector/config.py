@@ -48,6 +48,7 @@ class KafkaSettings(_Section):
     poll_max_records: int = Field(default=1000, ge=1)
     poll_timeout_ms: int = Field(default=500, ge=1)
     fetch_max_wait_ms: int = Field(default=50, ge=0)
+    receive_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     session_timeout_ms: int = Field(default=6000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1000, ge=100)
     max_poll_interval_ms: int = Field(default=60000, ge=1000)

@@ -253,6 +253,7 @@ class KafkaSource:
                 max_poll_interval_ms=settings.max_poll_interval_ms,
                 max_poll_records=settings.poll_max_records,
                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                receive_message_max_bytes=settings.receive_max_bytes,
             ),
         )
         self._paused = False
