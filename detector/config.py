@@ -344,9 +344,10 @@ class TapSettings(_Section):
     buffer_max_events: int = Field(default=10_000, ge=1)
     buffer_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     retry_after_s: int = Field(default=1, ge=1)
-    linger_ms: int = Field(default=20, ge=0)
+    linger_ms: int = Field(default=5, ge=0)
     batch_bytes: int = Field(default=256 * 1024, ge=1024)
     send_timeout_ms: int = Field(default=5000, ge=100)
+    ack_timeout_ms: int = Field(default=5000, ge=100)
     delivery_timeout_ms: int = Field(default=120_000, ge=1000)
     drain_timeout_s: float = Field(default=10.0, ge=0)
 

@@ -6,27 +6,35 @@ that do not publish to Kafka themselves (the sidecar form).
 (:func:`detector.decode.decode_record`), so the tap refuses exactly what the worker would
 send to the dead-letter topic. A request is taken whole or refused whole:
 
-- 202: every event was handed to the producer, keyed by ``account_id``;
+- 202: the broker acknowledged every event of the request (``acks=all``), keyed by
+  ``account_id``;
 - 400 (with each bad line's reason), 411, 413, 415: fix the request, do not retry it as is;
 - 429 with ``Retry-After``: the buffer of events not yet acknowledged by the broker is full;
-- 503 with ``Retry-After``: the broker does not answer, or the tap is shutting down.
+- 503 with ``Retry-After``: the broker did not acknowledge every event within
+  ``tap.ack_timeout_ms``, the producer is known not to be delivering, or the tap is shutting
+  down.
 
-Retrying a request after 429 or 503 is safe: the detector drops events whose ``event_id``
-it has already counted. Accepted events wait in memory until the broker acknowledges them
-(bounded by ``tap.buffer_max_events`` and ``tap.buffer_max_bytes``; kafka-python's own buffer
-has no bound), so a crash loses at most that buffer. Prompt text is never logged, and
-refusals name the field and rule, never the value.
+A request waits for the broker before it is answered, so a 202 is never taken back: what the
+tap acknowledged is on the broker, whatever happens to the tap or its producer afterwards.
+Retrying after 429 or 503 is safe: some of the events may reach the topic all the same, and
+the detector drops events whose ``event_id`` it has already counted. While deliveries fail,
+requests are refused at once (:class:`Gate`), all but one at a time that finds out whether
+the broker is back. A producer that kafka-python holds in a fatal state (an idempotent
+producer whose id a restarted broker no longer knows, say) is replaced; while it cannot be,
+``/healthz`` reports unhealthy so that the orchestrator restarts the tap. Prompt text is never
+logged, and refusals name the field and rule, never the value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Literal
 
 import orjson
 from kafka import KafkaProducer
@@ -36,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from detector.config import KafkaSettings, Settings, TapSettings
 from detector.decode import REASONS, decode_record
 from detector.events import QueryEvent, RawRecord
-from detector.health import Health, HealthServer
+from detector.health import Health, HealthServer, listen
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +53,14 @@ SINGLE_TYPES = frozenset({"application/json"})
 LINES_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines"})
 PROBLEMS_LISTED = 100  # a reply lists at most this many bad lines (the count says how many in all)
 REFUSAL_REASONS = (*REASONS, "too_large", "buffer_full", "kafka_unavailable")
-STATUS_CODES = (202, 400, 404, 405, 411, 413, 415, 429, 503)
+STATUS_CODES = (202, 400, 404, 405, 411, 413, 415, 429, 500, 503)
 HEALTH_TICK_S = 1.0
 _PRODUCER_HEADROOM_BYTES = 16 * 1024  # record and batch overhead above the largest event
+REBUILD_BACKOFF_MAX_S = 30.0  # a producer that cannot be rebuilt is tried again at most this often
+# Replacements that failed in a row without delivering anything: the broker refuses every
+# producer (authorisation, say), and a restart is the remedy left.
+REBUILDS_UNDELIVERED_MAX = 3
+_FORCE_CLOSE_S = 5.0  # wait for kafka-python's I/O thread to fail the pending records
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +160,142 @@ class Buffer:
             self.bytes -= nbytes
 
 
+class Acks:
+    """The broker's answers for one request's events, for the request to wait on.
+
+    >>> a = Acks(2)
+    >>> a.delivered(None); a.wait(0)
+    False
+    >>> a.delivered(None); a.wait(0), a.acked
+    (True, 2)
+    >>> b = Acks(3)
+    >>> b.failed(KafkaTimeoutError()); b.wait(0), b.error  # one failure settles the request
+    (False, 'KafkaTimeoutError')
+    """
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.acked = 0
+        self.error = ""  # the first failure's class
+        self._lock = threading.Lock()
+        self._settled = threading.Event()
+
+    # Called on kafka-python's I/O thread.
+    def delivered(self, _metadata: object) -> None:
+        with self._lock:
+            self.acked += 1
+            if self.acked == self.expected:
+                self._settled.set()
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.error = self.error or type(exc).__name__
+        self._settled.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """True if the broker acknowledged every event within ``timeout_s``."""
+        self._settled.wait(timeout_s)
+        with self._lock:
+            return self.acked == self.expected and not self.error
+
+
+Admission = Literal["go", "probe", "refuse"]
+
+
+class Gate:
+    """Whether the producer delivers, so that callers are refused at once while it does not,
+    instead of each waiting ``tap.ack_timeout_ms`` for an answer that will not come.
+
+    1. Delivering: every request goes to the producer.
+    2. A delivery fails, or a request is not acknowledged in time: not delivering. Requests
+       are refused, all but one at a time (the probe), which goes to the producer.
+    3. Any acknowledgement (the probe's, or one of events still in the producer): delivering.
+
+    >>> g = Gate()
+    >>> g.admit(), g.admit()
+    ('go', 'go')
+    >>> g.failed("KafkaTimeoutError"), g.admit(), g.admit(), g.reason
+    (True, 'probe', 'refuse', 'KafkaTimeoutError')
+    >>> g.done("probe"); g.admit()  # the probe got no answer: the next request probes
+    'probe'
+    >>> g.delivered(), g.admit()
+    (True, 'go')
+    """
+
+    def __init__(self) -> None:
+        self.delivering = True
+        self.reason = ""
+        self._probing = False
+        self._lock = threading.Lock()
+
+    def admit(self) -> Admission:
+        with self._lock:
+            if self.delivering:
+                return "go"
+            if self._probing:
+                return "refuse"
+            self._probing = True
+            return "probe"
+
+    def done(self, admission: Admission) -> None:
+        """The admitted request has its answer."""
+        if admission == "probe":
+            with self._lock:
+                self._probing = False
+
+    def delivered(self) -> bool:
+        """An acknowledgement came; True if that ends a time of not delivering."""
+        if self.delivering:  # one call per event: no lock on the common path
+            return False
+        with self._lock:
+            changed = not self.delivering
+            self.delivering, self.reason = True, ""
+            return changed
+
+    def failed(self, reason: str) -> bool:
+        """A delivery failed or timed out; True if that starts a time of not delivering."""
+        with self._lock:
+            changed = self.delivering
+            self.delivering, self.reason = False, reason
+            return changed
+
+
+def producer_failure(producer: KafkaProducer) -> str | None:
+    """Why ``producer`` can deliver nothing more, or None while it can.
+
+    kafka-python holds an idempotent producer in its fatal state for good (every later batch
+    is failed with that error) when, for instance, a broker that lost its state refuses the
+    producer id; it has no public way to ask, so this reads its transaction manager. The
+    broker-restart test fails if a kafka-python upgrade moves it.
+    """
+    if getattr(producer, "_closed", False):
+        return "closed"
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is not None and manager.has_fatal_error():
+        return type(manager.last_error).__name__
+    return None
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    """Close, delivering for up to ``timeout_s``, then fail whatever is still pending.
+
+    kafka-python's ``close`` flushes first and raises when that times out, before it would
+    abort the pending records: their futures would never resolve, nor their buffer room
+    come back. So abort them here.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except KafkaError:
+        pass
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()  # fails every pending future (IllegalStateError)
+        sender.join(_FORCE_CLOSE_S)
+    with contextlib.suppress(KafkaError):
+        producer.close(timeout=0)
+
+
 class TapMetrics:
     def __init__(self, registry: CollectorRegistry, buffer: Buffer) -> None:
         self.requests = Counter(
@@ -159,7 +308,7 @@ class TapMetrics:
             self.requests.labels(str(code))
         self.accepted = Counter(
             "detector_tap_events_accepted",
-            "Events checked and handed to the producer.",
+            "Events answered 202: checked, and acknowledged by the broker.",
             registry=registry,
         )
         self.refused = Counter(
@@ -172,23 +321,28 @@ class TapMetrics:
             self.refused.labels(reason)
         self.delivered = Counter(
             "detector_tap_events_delivered",
-            "Events acknowledged by the broker.",
+            "Events acknowledged by the broker (a retried request's events may count twice).",
             registry=registry,
         )
         self.failed = Counter(
             "detector_tap_events_failed",
-            "Accepted events the broker never acknowledged (dropped after tap.delivery_timeout_ms).",
+            "Events handed to the producer that the broker never acknowledged (their requests were answered 503).",
+            registry=registry,
+        )
+        self.rebuilds = Counter(
+            "detector_tap_producer_rebuilds",
+            "Kafka producers replaced because kafka-python held them in a fatal state.",
             registry=registry,
         )
         buffered = Gauge(
             "detector_tap_buffer_events",
-            "Events accepted and not yet acknowledged by the broker.",
+            "Events handed to the producer and not yet acknowledged by the broker.",
             registry=registry,
         )
         buffered.set_function(lambda: buffer.events)
         buffered_bytes = Gauge(
             "detector_tap_buffer_bytes",
-            "Bytes of events accepted and not yet acknowledged by the broker.",
+            "Bytes of events handed to the producer and not yet acknowledged by the broker.",
             registry=registry,
         )
         buffered_bytes.set_function(lambda: buffer.bytes)
@@ -200,29 +354,55 @@ def _refusal(status: int, message: str, retry_after_s: int | None = None) -> Rep
 
 
 class Tap:
-    """The events endpoint's logic: check the request, reserve buffer room, hand it to the producer."""
+    """The events endpoint's logic: check the request, reserve buffer room, hand the events to
+    the producer and answer once the broker acknowledged them; and keep a producer that can
+    deliver (:meth:`maintain`)."""
 
     def __init__(
         self,
         kafka: KafkaSettings,
         settings: TapSettings,
         max_future_s: float,
-        producer: KafkaProducer,
+        producer: KafkaProducer | None,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
+        rebuild: Callable[[], KafkaProducer] | None = None,
     ) -> None:
         self.settings = settings
         self.topic = kafka.input_topic
         self.max_future_s = max_future_s
         self.producer = producer
+        self.rebuild = rebuild
         self.clock = clock
         self.buffer = Buffer(settings.buffer_max_events, settings.buffer_max_bytes)
         self.metrics = TapMetrics(registry, self.buffer)
+        self.gate = Gate()
         self.stopping = False
-        self.failing = False  # the last delivery failed and none succeeded since
+        self.rebuild_failed = False  # the last attempt to replace a failed producer raised
+        self._rebuild_failures = 0  # attempts in a row that raised, for the backoff
+        self._last_rebuild_s = 0.0
+        self._rebuilds_since_delivery = 0
+
+    @property
+    def healthy(self) -> bool:
+        """False when only a restart is left: the producer failed and cannot be rebuilt, or
+        its replacements keep failing before they deliver anything."""
+        return not self.rebuild_failed and self._rebuilds_since_delivery <= REBUILDS_UNDELIVERED_MAX
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.producer is None:
+            return False, "no kafka producer (being rebuilt)"
+        if not self.gate.delivering:
+            return False, f"kafka deliveries failing ({self.gate.reason})"
+        return True, ""
 
     def submit(self, content_type: str, body: bytes) -> Reply:
-        reply = self._submit(content_type, body)
+        try:
+            reply = self._submit(content_type, body)
+        except Exception as exc:  # a bug, not the sender's fault: still an answer
+            # The class only: its message or traceback could quote the request's text.
+            log.error("request failed: %s", type(exc).__name__)
+            reply = _refusal(500, f"internal error ({type(exc).__name__}): retry the request", 1)
         self.metrics.requests.labels(str(reply.status)).inc()
         return reply
 
@@ -257,9 +437,21 @@ class Tap:
                     ],
                 },
             )
-        return self._produce(accepted)
+        if not accepted:
+            return Reply(202, {"accepted": 0})  # an empty body: nothing to lose
+        producer = self.producer
+        failure = "none built yet" if producer is None else producer_failure(producer)
+        if producer is None or failure:
+            return self._unavailable(len(accepted), f"producer failed ({failure}), rebuilding it")
+        admission = self.gate.admit()
+        if admission == "refuse":
+            return self._unavailable(len(accepted), f"not delivering: {self.gate.reason}")
+        try:
+            return self._produce(producer, accepted)
+        finally:
+            self.gate.done(admission)
 
-    def _produce(self, accepted: list[tuple[bytes, bytes]]) -> Reply:
+    def _produce(self, producer: KafkaProducer, accepted: list[tuple[bytes, bytes]]) -> Reply:
         nbytes = sum(len(value) for _, value in accepted)
         if not self.buffer.reserve(len(accepted), nbytes):
             self.metrics.refused.labels("buffer_full").inc(len(accepted))
@@ -269,42 +461,96 @@ class Tap:
                 "broker): slow down and retry after the given seconds",
                 self.settings.retry_after_s,
             )
+        acks = Acks(len(accepted))
         sent = 0
         try:
             for key, value in accepted:
-                future = self.producer.send(self.topic, key=key, value=value)
+                future = producer.send(self.topic, key=key, value=value)
+                # The buffer's callbacks first: a request answered 202 holds no buffer room.
                 future.add_callback(self._delivered, len(value))
                 future.add_errback(self._failed, len(value))
+                future.add_callback(acks.delivered)
+                future.add_errback(acks.failed)
                 sent += 1
-        except KafkaError as exc:
-            # Typically no topic metadata within tap.send_timeout_ms: the broker is away.
+        except Exception as exc:
+            # Typically no topic metadata within tap.send_timeout_ms: the broker is away. Any
+            # other error too: the request must get an answer, and its buffer room back.
             unsent = accepted[sent:]
             self.buffer.release(len(unsent), sum(len(v) for _, v in unsent))
-            self.metrics.refused.labels("kafka_unavailable").inc(len(unsent))
-            self.metrics.accepted.inc(sent)
             reason = "no answer" if isinstance(exc, KafkaTimeoutError) else type(exc).__name__
-            log.warning("cannot hand events to the producer for %s: %s", self.topic, reason)
-            return _refusal(
-                503,
-                f"kafka unavailable ({reason}); {sent} of {len(accepted)} events were accepted, "
-                "retry the request (duplicates are dropped by event_id)",
-                self.settings.retry_after_s,
-            )
-        self.metrics.accepted.inc(sent)
-        return Reply(202, {"accepted": sent})
+            self._not_delivering(reason)
+            return self._unavailable(len(accepted), reason)
+        if acks.wait(self.settings.ack_timeout_ms / 1000):
+            self.metrics.accepted.inc(len(accepted))
+            return Reply(202, {"accepted": len(accepted)})
+        reason = acks.error or f"no acknowledgement within tap.ack_timeout_ms ({self.settings.ack_timeout_ms} ms)"  # fmt: skip
+        self._not_delivering(reason)
+        return self._unavailable(
+            len(accepted), f"{reason}; {acks.acked} of {len(accepted)} events acknowledged"
+        )
+
+    def _unavailable(self, events: int, reason: str) -> Reply:
+        self.metrics.refused.labels("kafka_unavailable").inc(events)
+        return _refusal(
+            503,
+            f"kafka unavailable ({reason}): retry the whole request after the given seconds "
+            "(events that arrive twice are dropped by event_id)",
+            self.settings.retry_after_s,
+        )
 
     # Producer callbacks run on kafka-python's I/O thread: keep them short.
     def _delivered(self, nbytes: int, _metadata: object) -> None:
         self.buffer.release(1, nbytes)
         self.metrics.delivered.inc()
-        self.failing = False
+        self._rebuilds_since_delivery = 0
+        if self.gate.delivered():
+            log.info("kafka delivers to %s again", self.topic)
 
     def _failed(self, nbytes: int, exc: BaseException) -> None:
         self.buffer.release(1, nbytes)
         self.metrics.failed.inc()
-        if not self.failing:
-            log.warning("events to %s not delivered: %s", self.topic, type(exc).__name__)
-        self.failing = True
+        self._not_delivering(type(exc).__name__)
+
+    def _not_delivering(self, reason: str) -> None:
+        if self.gate.failed(reason):
+            log.warning("kafka not delivering to %s (%s): answering 503", self.topic, reason)
+
+    def maintain(self) -> None:
+        """Replace a producer that can deliver nothing more.
+
+        Called by the tick loop, never by a request: building a producer waits for a broker
+        for up to tap.send_timeout_ms. Requests are refused with 503 meanwhile; the old
+        producer's pending events fail, so the requests waiting on them are answered 503.
+        """
+        producer = self.producer
+        if self.stopping or (producer is not None and producer_failure(producer) is None):
+            return
+        if producer is not None:
+            log.error(
+                "kafka producer failed for good (%s): rebuilding it", producer_failure(producer)
+            )
+            self.producer = None
+            close_producer(producer, 0)
+        if self.rebuild is None:
+            self.rebuild_failed = True
+            return
+        now = time.monotonic()
+        backoff_s = min(REBUILD_BACKOFF_MAX_S, 2.0**self._rebuild_failures)
+        if self._rebuild_failures and now - self._last_rebuild_s < backoff_s:
+            return  # backing off after failed attempts
+        self._last_rebuild_s = now
+        try:
+            self.producer = self.rebuild()
+        except Exception as exc:  # whatever it is, the tap has no producer: say so, retry later
+            self._rebuild_failures += 1
+            self.rebuild_failed = True
+            log.error("cannot rebuild the kafka producer (%s): /healthz answers 503", exc)
+            return
+        self.rebuild_failed = False
+        self._rebuild_failures = 0
+        self._rebuilds_since_delivery += 1
+        self.metrics.rebuilds.inc()
+        log.warning("kafka producer rebuilt")
 
 
 def _handler(tap: Tap) -> type[BaseHTTPRequestHandler]:
@@ -366,7 +612,7 @@ def _too_large(tap: Tap, length: int) -> Reply:
 
 class TapServer:
     def __init__(self, host: str, port: int, tap: Tap) -> None:
-        self._server = ThreadingHTTPServer((host, port), _handler(tap))
+        self._server = listen(host, port, _handler(tap), "tap")
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="tap", daemon=True)
 
@@ -379,11 +625,24 @@ class TapServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever that never ran
+            self._server.shutdown()
         self._server.server_close()
 
 
-def make_tap_producer(kafka: KafkaSettings, tap: TapSettings) -> KafkaProducer:
+class TapHealth(Health):
+    """Alive while the loop turns and the tap has a producer, or can rebuild one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.producer_ok = True
+
+    @property
+    def alive(self) -> bool:
+        return self.producer_ok and super().alive
+
+
+def make_tap_producer(kafka: KafkaSettings, tap: TapSettings, **overrides: Any) -> KafkaProducer:
     from detector.io.kafka import make_producer
 
     return make_producer(
@@ -395,6 +654,7 @@ def make_tap_producer(kafka: KafkaSettings, tap: TapSettings) -> KafkaProducer:
         # kafka-python wants delivery > linger + request timeout; 30 s is its default request timeout.
         request_timeout_ms=min(30_000, (tap.delivery_timeout_ms - tap.linger_ms) // 2),
         max_request_size=tap.max_event_bytes + _PRODUCER_HEADROOM_BYTES,
+        **overrides,
     )
 
 
@@ -412,18 +672,30 @@ def run_tap(
 
     configure_kafka_logs()
     registry = registry if registry is not None else CollectorRegistry()
-    health = Health()
+    health = TapHealth()
     health_server = HealthServer(
         settings.metrics.host, settings.metrics.port, registry, health
     ).start()
-    producer = None
+    # A rebuild runs on the tick loop: it waits for a broker as long as a send would.
+    rebuild_kafka = settings.kafka.model_copy(
+        update={"bootstrap_timeout_ms": settings.tap.send_timeout_ms}
+    )
+    tap = Tap(
+        settings.kafka,
+        settings.tap,
+        settings.features.max_future_s,
+        None,
+        registry,
+        rebuild=lambda: make_tap_producer(rebuild_kafka, settings.tap),
+    )
     server = None
     try:
+        # Bound before Kafka is reached: a port in use fails at once, with no client to stop.
+        server = TapServer(settings.tap.host, settings.tap.port, tap)
         if settings.kafka.create_topics:
             ensure_topics(settings.kafka)
-        producer = make_tap_producer(settings.kafka, settings.tap)
-        tap = Tap(settings.kafka, settings.tap, settings.features.max_future_s, producer, registry)
-        server = TapServer(settings.tap.host, settings.tap.port, tap).start()
+        tap.producer = make_tap_producer(settings.kafka, settings.tap)
+        server.start()
         log.info(
             "tap on http://%s:%d%s -> %s; metrics on http://%s:%d/metrics",
             settings.tap.host,
@@ -438,17 +710,20 @@ def run_tap(
             on_started(server.port, health_server.port)
         while not stop.wait(HEALTH_TICK_S):
             health.beat()
-            health.set_ready(not tap.failing, "kafka deliveries failing" if tap.failing else "")
+            tap.maintain()
+            health.producer_ok = tap.healthy
+            health.set_ready(*tap.readiness())
         tap.stopping = True
         health.set_ready(False, "shutting down")
-        log.info("draining %d buffered events", tap.buffer.events)
-        try:
-            producer.flush(timeout=settings.tap.drain_timeout_s)
-        except KafkaError as exc:
-            log.warning("%d buffered events not delivered at shutdown: %s", tap.buffer.events, exc)
+        if tap.producer is not None:
+            log.info("draining %d buffered events", tap.buffer.events)
+            try:
+                tap.producer.flush(timeout=settings.tap.drain_timeout_s)
+            except KafkaError as exc:
+                log.warning("%d buffered events not delivered at shutdown: %s", tap.buffer.events, exc)  # fmt: skip
     finally:
         if server is not None:
             server.stop()
-        if producer is not None:
-            producer.close(timeout=settings.tap.drain_timeout_s)
+        if tap.producer is not None:
+            close_producer(tap.producer, 0)  # drained above; what is left is failed, not waited for
         health_server.stop()

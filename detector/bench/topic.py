@@ -22,8 +22,7 @@ Progress = Callable[[int, int], None]  # (done, total)
 PROGRESS_EVERY = 2000  # events between progress callbacks
 BULK_LINGER_MS = 20
 BULK_BATCH_BYTES = 512 * 1024  # ~600 realistic events per produce batch: setup, not measured
-# The paced (latency) producer batches like a gateway, and as the tap does (it waits 20 ms):
-# it wakes every ``PACE_TICK_S`` and sends the events due by then at once. On two shared
+# The paced (latency) producer batches like a gateway: it wakes every ``PACE_TICK_S`` and sends the events due by then at once. On two shared
 # cores the load generator's CPU is taken from the detector it measures: a produce request
 # and a sleep per event made it, not the detector, set the tail (p99 122 ms for a consumer
 # doing nothing at 4,700 events/s); waking every 1 ms with a 5 ms linger cost 0.39 of a core

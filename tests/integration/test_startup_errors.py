@@ -169,3 +169,24 @@ def test_the_demo_fails_when_its_service_dies_while_it_runs(
     assert time.monotonic() - started < 30  # noticed at once, not after the 60 s
     assert "service running" in out.getvalue()  # it did run for a while
     assert "Stopped." not in out.getvalue() and "alerts;" not in out.getvalue()
+
+
+def test_a_tap_port_in_use_fails_the_tap_in_one_line(kafka_bootstrap: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done, _ = _detector(
+            "tap",
+            env={
+                "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                "DETECTOR__METRICS__PORT": "0",
+                "DETECTOR__TAP__PORT": str(port),
+            },
+        )
+    assert done.returncode == 2, done.stderr
+    _no_library_noise(done.stderr)
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: tap.port {port} on 127.0.0.1 is in use: set tap.port (or DETECTOR__TAP__PORT) "
+        "to a free port, or 0 for any"
+    ]

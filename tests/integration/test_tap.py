@@ -1,5 +1,6 @@
 """`detector tap` against the real broker: events over HTTP arrive on the topic, bad input is
-refused with a reason, and a full buffer answers 429."""
+refused with a reason, and a full buffer answers 429. Outages under load:
+test_tap_outage.py."""
 
 from __future__ import annotations
 
@@ -159,11 +160,16 @@ def test_full_buffer_answers_429_then_recovers_when_the_broker_returns(
     try:
         settings = tap_settings.with_overrides(
             kafka={"bootstrap_servers": broker.bootstrap_servers},
-            tap={"buffer_max_events": 50, "retry_after_s": 2, "delivery_timeout_ms": 8000},
+            tap={
+                "buffer_max_events": 50,
+                "retry_after_s": 2,
+                "ack_timeout_ms": 300,
+                "delivery_timeout_ms": 8000,
+            },
         )
         with RunningTap(settings) as tap:
-            assert tap.post(_lines([_event(0)]))[0] == 202  # topic metadata is now known
-            wait_until(lambda: tap.metric("detector_tap_events_delivered_total") == 1, 30, "ack")
+            assert tap.post(_lines([_event(0)]))[0] == 202  # acknowledged, so delivered
+            assert tap.metric("detector_tap_events_delivered_total") == 1
             broker.kill()
             codes = []
             for i in range(8):  # 10 events a request: the sixth no longer fits in 50
@@ -171,12 +177,19 @@ def test_full_buffer_answers_429_then_recovers_when_the_broker_returns(
                     _lines([_event(100 + 10 * i + j) for j in range(10)])
                 )
                 codes.append(status)
+                assert headers["Retry-After"] == "2"
                 if status == 429:
-                    assert headers["Retry-After"] == "2"
                     assert "buffer full" in body["error"]
-            assert codes == [202] * 5 + [429] * 3, codes
+                else:  # each request, one at a time, finds out whether the broker is back
+                    assert (
+                        "kafka unavailable" in body["error"] and "ack_timeout_ms" in body["error"]
+                    )
+            # Nothing acknowledged, so nothing answered 202; the unacknowledged events stay
+            # in the producer, bounded.
+            assert codes == [503] * 5 + [429] * 3, codes
             assert tap.metric("detector_tap_buffer_events") == 50  # bounded: never more
             assert tap.metric("detector_tap_events_refused_total", {"reason": "buffer_full"}) == 30
+            assert tap.metric("detector_tap_events_accepted_total") == 1
             broker.start()  # same port, empty: the waiting events are delivered or given up
             ensure_topics(settings.kafka)
             # The buffer is released before the outcome is counted: wait for both.
@@ -186,10 +199,9 @@ def test_full_buffer_answers_429_then_recovers_when_the_broker_returns(
                 "a drained buffer, every event delivered or given up",
             )
             assert _settled(tap) == 51
-            status = wait_until(
+            assert wait_until(
                 lambda: tap.post(_lines([_event(999)]))[0] == 202 or None, 30, "202 again", 1.0
             )
-            assert status
     finally:
         broker.stop()
 
