@@ -35,6 +35,11 @@ class Health:
     def alive(self) -> bool:
         return time.monotonic() - self.last_beat < LIVENESS_TIMEOUT_S
 
+    @property
+    def problem(self) -> str:
+        """Why the process is not alive, for /healthz."""
+        return "worker loop stalled"
+
 
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -47,7 +52,7 @@ def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPReques
                 self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok = health.alive
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"worker loop stalled\n")
+                self._reply(200 if ok else 503, b"ok\n" if ok else f"{health.problem}\n".encode())
             elif path == "/readyz":
                 text = b"ready\n" if health.ready else f"not ready: {health.reason}\n".encode()
                 self._reply(200 if health.ready else 503, text)

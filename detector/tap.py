@@ -641,6 +641,12 @@ class TapHealth(Health):
     def alive(self) -> bool:
         return self.producer_ok and super().alive
 
+    @property
+    def problem(self) -> str:
+        if not self.producer_ok:
+            return "kafka producer failed and cannot be rebuilt: restart the tap"
+        return super().problem
+
 
 def make_tap_producer(kafka: KafkaSettings, tap: TapSettings, **overrides: Any) -> KafkaProducer:
     from detector.io.kafka import make_producer
