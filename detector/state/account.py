@@ -28,6 +28,9 @@ ID_BYTES: Final = 4
 # Native byte order, as the ids were stored before (``array("I")``), so stored states stay valid.
 _pack_id: Final = struct.Struct("=I").pack
 DISTINCT_LG_K: Final = 8  # HyperLogLog of 2^8 registers: exact while small, ~6.5% error beyond
+# The largest integer the stored form (msgpack) holds. Token counts come from the event and
+# add up in the windows: sums saturate here, or one account's value could no longer be written.
+TOKENS_MAX: Final = 2**64 - 1
 
 
 class DistinctValues:
@@ -105,10 +108,10 @@ class Window:
             self.bucket, self.count, self.tokens = index, 0, 0
         if index == self.bucket:
             self.count += 1
-            self.tokens += tokens
+            self.tokens = min(self.tokens + tokens, TOKENS_MAX)
         elif index == self.bucket - 1:
             self.prev_count += 1
-            self.prev_tokens += tokens
+            self.prev_tokens = min(self.prev_tokens + tokens, TOKENS_MAX)
         return completed
 
     def estimate(self, ts: float, width_s: int) -> tuple[float, float]:

@@ -17,6 +17,7 @@ from detector.config import StateSettings
 from detector.features import EventFeatures
 from detector.state.account import (
     DISTINCT_LG_K,
+    TOKENS_MAX,
     AccountState,
     Distinct,
     DistinctValues,
@@ -296,6 +297,19 @@ def test_fields_round_trip() -> None:
     assert again == state
     assert again.to_bytes() == value
     assert len(value) < 600
+
+
+@pytest.mark.parametrize("tokens", [2**63 - 1, 2**64 - 1])
+def test_token_sums_saturate_so_the_state_can_always_be_stored(tokens: int) -> None:
+    # Found by fuzzing (tests/fuzz): the contract bounds no token count, and a window's sum
+    # past 64 bits made to_bytes raise, so the account's batches could no longer be written.
+    state = new_state()
+    for i, ts in enumerate([T0 + 61, T0 + 62, T0 + 30, T0 + 31]):  # then the minute before
+        apply(state, feat(i, ts, tokens_in=tokens, tokens_out=tokens))
+    minute = state.windows[0]
+    assert (minute.tokens, minute.prev_tokens) == (TOKENS_MAX, TOKENS_MAX)
+    assert [w.tokens for w in state.windows[1:]] == [TOKENS_MAX, TOKENS_MAX]
+    assert AccountState.from_bytes(state.to_bytes(), len(WINDOWS)) == state
 
 
 def test_from_bytes_of_nothing_or_another_format_is_a_fresh_state() -> None:
