@@ -293,3 +293,12 @@ def test_whatever_decoding_raises_dead_letters_the_record_with_the_class_only() 
     assert isinstance(letter, DeadLetter)
     assert (letter.reason, letter.error) == ("undecodable", "AttributeError")
     assert letter.detail == "AttributeError while decoding"
+
+
+def test_a_far_future_ts_is_described_within_the_detail_limit() -> None:
+    letter = decode_record(
+        RawRecord("q", 0, 0, None, b'{"event_id":"e","ts":1e308,"account_id":"a","model":"m"}'),
+        not_after=1.0,
+    )
+    assert isinstance(letter, DeadLetter) and letter.reason == "ts_in_future"
+    assert len(letter.detail) <= 300
