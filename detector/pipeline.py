@@ -242,26 +242,7 @@ class Pipeline:
         assert self.campaigns is not None
         states = loaded.states
         through, fresh = uncounted(topic, counted, applied)
-        links = [
-            AccountLinks(
-                account,
-                fs[-1].ts,
-                suspicion[account] >= s.suspect_score,
-                len(fresh[account]),
-                evidence_of(
-                    fs,
-                    s.evidence_kinds,
-                    s.evidence_per_account,
-                    # Timing needs enough events to mean anything.
-                    lockstep_bands(states[account].profile)
-                    if states[account].events >= self.settings.behaviour.min_events
-                    else (),
-                ),
-                tuple(Counter(f.model for f in fresh[account]).items()),
-                focus(states[account].profile),
-            )
-            for account, fs in applied.items()
-        ]
+        links = account_links(applied, fresh, states, suspicion, self.settings)
         last_ts = {link.account_id: link.ts for link in links}
         # The states are final: their write is encoded while Redis links.
         pending = self.campaigns.send_link(links, through)
@@ -373,6 +354,38 @@ def _meanwhile(pending: Pending[Any], work: Callable[..., T], *args: Any) -> T:
     except BaseException:
         pending.discard()
         raise
+
+
+def account_links(
+    applied: dict[str, list[EventFeatures]],
+    fresh: dict[str, list[EventFeatures]],
+    states: dict[str, AccountState],
+    suspicion: dict[str, float],
+    settings: Settings,
+) -> list[AccountLinks]:
+    """What each account of a batch brings to the campaign link: evidence from every event
+    applied, traffic (count and models) from the events not yet counted (``fresh``)."""
+    s = settings.campaigns
+    return [
+        AccountLinks(
+            account,
+            fs[-1].ts,
+            suspicion[account] >= s.suspect_score,
+            len(fresh[account]),
+            evidence_of(
+                fs,
+                s.evidence_kinds,
+                s.evidence_per_account,
+                # Timing needs enough events to mean anything.
+                lockstep_bands(states[account].profile)
+                if states[account].events >= settings.behaviour.min_events
+                else (),
+            ),
+            tuple(Counter(f.model for f in fresh[account]).items()),
+            focus(states[account].profile),
+        )
+        for account, fs in applied.items()
+    ]
 
 
 def uncounted(

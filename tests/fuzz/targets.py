@@ -29,11 +29,10 @@ from detector.detectors.suite import DetectorSuite
 from detector.events import CONTRACT_FIELDS, DeadLetter, QueryEvent, RawRecord
 from detector.features import EventFeatures, extract_batch
 from detector.metrics import Metrics
-from detector.pipeline import Pipeline
+from detector.pipeline import Pipeline, account_links
 from detector.sim.basic import BasicTraffic, generate
 from detector.state.account import AccountState, apply_event
-from detector.state.campaigns import AccountLinks, CampaignState, SourceMix, campaign_id
-from detector.state.profile import focus, lockstep_bands
+from detector.state.campaigns import CampaignState, SourceMix, campaign_id
 
 TOPIC: Final = "llm.queries"
 # A fixed clock, as a replay has: the decoder's bound on ts is this plus max_future_s.
@@ -284,25 +283,7 @@ class EventPath:
         """The batch's campaign links, as ``Pipeline._campaigns`` builds them, then the campaign
         alert builders on a campaign made of these accounts (linking itself runs in Redis)."""
         s = self.settings.campaigns
-        links = [
-            AccountLinks(
-                account,
-                fs[-1].ts,
-                suspicion[account] >= s.suspect_score,
-                len(fs),
-                evidence_of(
-                    fs,
-                    s.evidence_kinds,
-                    s.evidence_per_account,
-                    lockstep_bands(states[account].profile)
-                    if states[account].events >= self.settings.behaviour.min_events
-                    else (),
-                ),
-                tuple(Counter(f.model for f in fs).items()),
-                focus(states[account].profile),
-            )
-            for account, fs in applied.items()
-        ]
+        links = account_links(applied, applied, states, suspicion, self.settings)
         if not links:
             return []
         # Every evidence kind, also those off by default: a deployment may turn them on.
