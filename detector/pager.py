@@ -29,7 +29,7 @@ from typing import Any
 
 import fastjsonschema
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -328,27 +328,15 @@ class Pager:
         health: Health,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        from detector.io.kafka import bootstrapped, connection_options
+        from detector.io.kafka import make_group_consumer
 
         self.settings = settings
         self.metrics = metrics
         self.health = health
         self.clock = clock
         self.book = PageBook(settings)
-        self.consumer = bootstrapped(
-            kafka,
-            lambda: KafkaConsumer(
-                kafka.alerts_topic,
-                **connection_options(kafka),
-                bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
-                group_id=settings.group_id,
-                enable_auto_commit=False,  # commit after the pages are posted
-                auto_offset_reset=kafka.auto_offset_reset,  # old alerts are skipped as quiet
-                session_timeout_ms=kafka.session_timeout_ms,
-                heartbeat_interval_ms=kafka.heartbeat_interval_ms,
-                max_poll_interval_ms=kafka.max_poll_interval_ms,
-            ),
-        )
+        # Commits after the pages are posted; old alerts are skipped as quiet anyway.
+        self.consumer = make_group_consumer(kafka, kafka.alerts_topic, settings.group_id)
 
     def run(self, stop: threading.Event) -> None:
         failures = 0

@@ -233,28 +233,41 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     return bootstrapped(settings, lambda: KafkaProducer(**options))
 
 
+def make_group_consumer(
+    settings: KafkaSettings, topic: str, group_id: str, **overrides: Any
+) -> KafkaConsumer:
+    """A member of ``group_id`` reading ``topic`` that commits only when told to, made once a
+    broker answers (see ``bootstrapped``)."""
+    return bootstrapped(
+        settings,
+        lambda: KafkaConsumer(
+            topic,
+            **connection_options(settings),
+            bootstrap_timeout_ms=settings.bootstrap_timeout_ms,
+            group_id=group_id,
+            enable_auto_commit=False,  # commit after effect, never before
+            auto_offset_reset=settings.auto_offset_reset,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            **overrides,
+        ),
+    )
+
+
 class KafkaSource:
     """A consumer-group member that hands out batches and commits them after their effect."""
 
     def __init__(self, settings: KafkaSettings, metrics: Metrics) -> None:
         self._settings = settings
         self._metrics = metrics
-        self._consumer = bootstrapped(
+        self._consumer = make_group_consumer(
             settings,
-            lambda: KafkaConsumer(
-                settings.input_topic,
-                **connection_options(settings),
-                bootstrap_timeout_ms=settings.bootstrap_timeout_ms,
-                group_id=settings.group_id,
-                enable_auto_commit=False,  # commit after effect, never before
-                auto_offset_reset=settings.auto_offset_reset,
-                session_timeout_ms=settings.session_timeout_ms,
-                heartbeat_interval_ms=settings.heartbeat_interval_ms,
-                max_poll_interval_ms=settings.max_poll_interval_ms,
-                max_poll_records=settings.poll_max_records,
-                fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                receive_message_max_bytes=settings.receive_max_bytes,
-            ),
+            settings.input_topic,
+            settings.group_id,
+            max_poll_records=settings.poll_max_records,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            receive_message_max_bytes=settings.receive_max_bytes,
         )
         self._paused = False
         self._lagged: set[tuple[str, int]] = set()  # partitions the lag gauge has a value for
