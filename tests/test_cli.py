@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 
 import detector.cli
 from detector.cli import main
+from tests.integration.helpers import run_detector
 
 
 def test_validate_reports_each_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,23 +71,6 @@ def test_a_malformed_redis_url_is_named_without_its_password(
     assert "redis.url" in err and "s3cret" not in err
 
 
-def _detector(
-    *args: str, env: dict[str, str], timeout_s: float = 30
-) -> subprocess.CompletedProcess[str]:
-    """The real command line in a child process, with only the given settings in its environment."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR__")}
-    clean.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    clean.pop("REDIS_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "detector.cli", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
 @pytest.fixture
 def taken_port() -> Iterator[int]:
     """A loopback port something else listens on."""
@@ -102,7 +83,7 @@ def taken_port() -> Iterator[int]:
 @pytest.mark.parametrize("command", ["run", "tap", "pager"])
 def test_a_metrics_port_in_use_fails_the_command_in_one_line(command: str, taken_port: int) -> None:
     # regression: `detector run` ended in an OSError traceback that did not name metrics.port
-    done = _detector(command, env={"DETECTOR__METRICS__PORT": str(taken_port)})
+    done = run_detector(command, env={"DETECTOR__METRICS__PORT": str(taken_port)})
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"error: metrics.port {taken_port} on 127.0.0.1 is in use: set metrics.port (or "
@@ -112,7 +93,7 @@ def test_a_metrics_port_in_use_fails_the_command_in_one_line(command: str, taken
 
 def test_a_bootstrap_server_with_a_scheme_is_refused_in_one_line() -> None:
     # regression: http://broker was read as broker:9092
-    done = _detector("run", env={"KAFKA_BOOTSTRAP_SERVERS": "http://broker"})
+    done = run_detector("run", env={"KAFKA_BOOTSTRAP_SERVERS": "http://broker"})
     assert done.returncode == 2
     [line] = done.stderr.splitlines()  # one line, however long: not wrapped at 80 columns
     assert line.startswith(

@@ -108,11 +108,31 @@ def account_event_counts(settings: Settings) -> dict[str, int]:
     return {a: AccountState.from_bytes(v, n).events for a, v in account_values(settings).items()}
 
 
-def start_worker(config: Path) -> subprocess.Popen[bytes]:
-    """`detector run` in a child process (so a test can SIGKILL it); WORKER_LOG names a log file."""
+def child_environment(settings: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without the settings it may carry, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR__")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.pop("REDIS_URL", None)
+    return {**env, **(settings or {})}
+
+
+def run_detector(
+    *args: str, env: dict[str, str], timeout_s: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """The real command line in a child process, with only the given settings in its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "detector.cli", *args],
+        env=child_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def start_worker(config: Path) -> subprocess.Popen[bytes]:
+    """`detector run` in a child process (so a test can SIGKILL it); WORKER_LOG names a log file."""
+    env = child_environment()
     return subprocess.Popen(
         [
             sys.executable,

@@ -4,11 +4,9 @@ the real command line in a child process, with the real (embedded) Redis and bro
 from __future__ import annotations
 
 import io
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from detector.embedded import EmbeddedKafka, free_port
 from detector.errors import ServiceUnavailable
 from detector.io.kafka import ensure_topics
 from detector.metrics import Metrics
+from tests.integration.helpers import run_detector
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +32,8 @@ EXIT_WITHIN_S = 30.0  # well above the wait: what is measured is "bounded", not 
 
 
 def _detector(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR__")}
-    clean.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    clean.pop("REDIS_URL", None)
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "detector.cli", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=EXIT_WITHIN_S,
-        check=False,
-    )
+    done = run_detector(*args, env=env, timeout_s=EXIT_WITHIN_S)
     return done, time.monotonic() - started
 
 
