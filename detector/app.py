@@ -19,7 +19,7 @@ from detector import native
 from detector.config import Settings, redact_url
 from detector.detectors.suite import DetectorSuite
 from detector.embedded import EmbeddedRedis
-from detector.errors import ConfigError, ServiceUnavailable
+from detector.errors import ConfigError, RedisUnavailable
 from detector.health import Health, HealthServer
 from detector.io import AlertSink, DeadLetterSink
 from detector.io.files import JsonlAlertSink, JsonlDeadLetterSink, batches, records_in_event_time
@@ -108,7 +108,7 @@ def wait_for_redis(client: redis.Redis, url: str, timeout_s: float = REDIS_WAIT_
                     "set redis.ssl_ca_file to the CA that signed it"
                 ) from None
             if time.monotonic() > deadline:
-                raise ServiceUnavailable(
+                raise RedisUnavailable(
                     f"redis at {redact_url(url)} does not answer (set redis.url or REDIS_URL): {exc}"
                 ) from None
             time.sleep(0.5)

@@ -14,7 +14,19 @@ class InputFileError(DetectorError):
 
 
 class ServiceUnavailable(DetectorError):
-    """Redis or the Kafka broker did not answer; the caller retries with backoff."""
+    """A service the detector depends on did not answer; the caller retries with backoff."""
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis did not answer, or replied that it cannot work now (OOM, READONLY, ...)."""
+
+
+class KafkaUnavailable(ServiceUnavailable):
+    """The Kafka broker did not answer, or did not acknowledge what was sent."""
+
+
+class AlertmanagerUnavailable(ServiceUnavailable):
+    """No Alertmanager took the pages."""
 
 
 class EmbeddedServerError(DetectorError):

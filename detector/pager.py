@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from detector.config import KafkaSettings, PagerSettings, Settings, redact_url
 from detector.contract import ALERT_SCHEMA, validator
-from detector.errors import ServiceUnavailable
+from detector.errors import AlertmanagerUnavailable
 from detector.health import Health, HealthServer
 
 log = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ class Pager:
                     pending[tp] = OffsetAndMetadata(m.offset + 1, "", -1)
             try:
                 self._post_due(now)
-            except ServiceUnavailable as exc:
+            except AlertmanagerUnavailable as exc:
                 failures += 1
                 delay = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (failures - 1))
                 self.health.set_ready(False, "alertmanager unavailable")
@@ -398,7 +398,9 @@ class Pager:
             for error in errors:
                 log.warning("alertmanager %s", error)
             if len(errors) == len(self.settings.alertmanager_urls):
-                raise ServiceUnavailable(f"no Alertmanager took {len(payload)} alerts: {errors[0]}")
+                raise AlertmanagerUnavailable(
+                    f"no Alertmanager took {len(payload)} alerts: {errors[0]}"
+                )
             for o in outgoing:
                 self.metrics.posted.labels("resolved" if o.resolved else "firing").inc()
                 if o.resolved:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from detector.config import ServiceSettings
-from detector.errors import ServiceUnavailable
+from detector.errors import RedisUnavailable, ServiceUnavailable
 from detector.events import RawRecord
 from detector.health import Health
 from detector.io.kafka import KafkaSource
@@ -90,7 +90,7 @@ class Worker:
                 result = step()
             except ServiceUnavailable as exc:
                 attempt += 1
-                dependency = "redis" if str(exc).startswith("redis") else "kafka"
+                dependency = "redis" if isinstance(exc, RedisUnavailable) else "kafka"
                 self._wait_after_failure(dependency, exc, stop, attempt)
                 if stop.is_set():
                     return None

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from detector.errors import ServiceUnavailable
+from detector.errors import RedisUnavailable
 from detector.events import RawRecord
 from detector.isolation import TRIES, process_isolating
 from detector.metrics import Metrics
@@ -88,9 +88,9 @@ def test_one_poisoned_record_costs_a_few_tries_per_halving() -> None:
 
 def test_an_outage_is_not_a_poisoned_record() -> None:
     def down(records: list[RawRecord]) -> BatchResult:
-        raise ServiceUnavailable("redis: ConnectionError")
+        raise RedisUnavailable("redis: ConnectionError")
 
-    with pytest.raises(ServiceUnavailable):
+    with pytest.raises(RedisUnavailable):
         process_isolating(_records(4), down, Recorder(set()).reject, _metrics())
 
 

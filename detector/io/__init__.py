@@ -11,7 +11,7 @@ class AlertSink(Protocol):
     def send(self, alerts: list[dict[str, Any]]) -> None: ...
 
     def flush(self) -> None:
-        """Return once every alert sent so far is durable; raise ``ServiceUnavailable`` if not."""
+        """Return once every alert sent so far is durable; raise ``ServiceUnavailable`` (``KafkaUnavailable`` for Kafka) if not."""
 
 
 class DeadLetterSink(Protocol):

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from detector.config import KafkaSettings, parse_bootstrap_servers
-from detector.errors import ConfigError, ServiceUnavailable
+from detector.errors import ConfigError, KafkaUnavailable
 from detector.events import DeadLetter, RawRecord
 from detector.metrics import Metrics
 
@@ -147,7 +147,7 @@ def _reason(exc: OSError) -> str:
 
 def _wait_for_broker(settings: KafkaSettings) -> None:
     """Until one bootstrap server accepts a connection, for ``kafka.bootstrap_timeout_ms`` at
-    most; then a ServiceUnavailable that names the setting.
+    most; then a KafkaUnavailable that names the setting.
 
     kafka-python's own bootstrap logs two error lines per attempt and ends in a 40-line
     KafkaTimeoutError traceback; a quiet TCP connect first turns the usual start-up mistakes
@@ -169,7 +169,7 @@ def _wait_for_broker(settings: KafkaSettings) -> None:
                 problems.append(f"{host}:{port} {_reason(exc)}")
         left_s = deadline - time.monotonic()
         if left_s <= 0:
-            raise ServiceUnavailable(
+            raise KafkaUnavailable(
                 f"no Kafka broker answers at kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS) "
                 f"{settings.bootstrap_servers} after {wait_s:g} s ({'; '.join(problems)}): "
                 "set it to the brokers' host:port, or start the broker "
@@ -188,7 +188,7 @@ def bootstrapped(settings: KafkaSettings, make: Callable[[], _Client]) -> _Clien
     try:
         return make()
     except KafkaTimeoutError:
-        raise ServiceUnavailable(
+        raise KafkaUnavailable(
             f"kafka.bootstrap_servers (KAFKA_BOOTSTRAP_SERVERS) {settings.bootstrap_servers} "
             f"accepts connections but gave no Kafka metadata within {settings.bootstrap_timeout_ms} "
             "ms: check that it is a Kafka listener and that kafka.security_protocol and its "
@@ -280,7 +280,7 @@ class KafkaSource:
                 max_records=self._settings.poll_max_records,
             )
         except KafkaError as exc:
-            raise ServiceUnavailable(f"kafka poll: {exc}") from exc
+            raise KafkaUnavailable(f"kafka poll: {exc}") from exc
         records = [
             RawRecord(m.topic, m.partition, m.offset, m.key, m.value or b"")
             for messages in polled.values()
@@ -373,7 +373,7 @@ class _ProducerSink:
                 self._producer.send(self._topic, key=key, value=value, headers=headers)
             )
         except KafkaError as exc:
-            raise ServiceUnavailable(f"kafka produce to {self._topic}: {exc}") from exc
+            raise KafkaUnavailable(f"kafka produce to {self._topic}: {exc}") from exc
 
     def flush(self) -> None:
         if not self._pending:
@@ -381,12 +381,12 @@ class _ProducerSink:
         try:
             self._producer.flush(timeout=FLUSH_TIMEOUT_S)
         except KafkaError as exc:
-            raise ServiceUnavailable(f"kafka flush to {self._topic}: {exc}") from exc
+            raise KafkaUnavailable(f"kafka flush to {self._topic}: {exc}") from exc
         failed = [f for f in self._pending if not f.is_done or f.failed()]
         self._pending = []
         if failed:
             first = failed[0].exception if failed[0].is_done else "timed out"
-            raise ServiceUnavailable(
+            raise KafkaUnavailable(
                 f"kafka: {len(failed)} messages to {self._topic} not delivered: {first}"
             )
 

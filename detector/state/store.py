@@ -31,7 +31,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from detector.config import RedisSettings, StateSettings
-from detector.errors import ServiceUnavailable
+from detector.errors import RedisUnavailable
 from detector.metrics import Metrics
 from detector.state.account import AccountState
 
@@ -160,12 +160,12 @@ class RoundTrip:
             ):
                 replies = self._again()
         except REDIS_DOWN as exc:
-            raise ServiceUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+            raise RedisUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
         finally:
             self._observe(self._waited + time.perf_counter() - started)
         for reply in replies:
             if isinstance(reply, REDIS_UNWELL):
-                raise ServiceUnavailable(f"redis: {type(reply).__name__}: {reply}") from reply
+                raise RedisUnavailable(f"redis: {type(reply).__name__}: {reply}") from reply
             if isinstance(reply, redis.exceptions.ResponseError):
                 raise reply
         return replies

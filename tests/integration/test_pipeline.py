@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from detector.app import build_pipeline
 from detector.config import Settings
 from detector.contract import ALERT_SCHEMA, validator
-from detector.errors import ServiceUnavailable
+from detector.errors import KafkaUnavailable
 from detector.events import RawRecord
 from detector.io.files import JsonlDeadLetterSink
 from detector.metrics import Metrics
@@ -153,7 +153,7 @@ class FlakyAlerts(ListAlerts):
         pending, self.sent = self.sent, []
         if self.failures:
             self.failures -= 1
-            raise ServiceUnavailable("kafka: 1 messages to alerts not delivered")
+            raise KafkaUnavailable("kafka: 1 messages to alerts not delivered")
         self.delivered += pending
 
 
@@ -169,7 +169,7 @@ def test_a_failed_alert_delivery_sends_again_and_holds_the_write_back(
     assert published, "the batch must alert for this test to mean anything"
     after = _records(4, 1, start=30)
     alerts.failures = 1
-    with pytest.raises(ServiceUnavailable):
+    with pytest.raises(KafkaUnavailable):
         pipeline.process(after)  # the batch's alerts are not acknowledged: it is not written
     assert account_event_counts(redis_settings) == {}
     handed = []

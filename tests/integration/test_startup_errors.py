@@ -20,7 +20,7 @@ import detector.demo
 from detector.config import Settings
 from detector.demo import run_demo
 from detector.embedded import EmbeddedKafka, free_port
-from detector.errors import ServiceUnavailable
+from detector.errors import RedisUnavailable
 from detector.io.kafka import ensure_topics
 from detector.metrics import Metrics
 from tests.integration.helpers import run_detector
@@ -139,7 +139,7 @@ def _dies_once_ready(
     on_started(0)
     Metrics(registry).ready.set(1)
     time.sleep(1.0)
-    raise ServiceUnavailable("redis at redis://127.0.0.1:1/0 does not answer")
+    raise RedisUnavailable("redis at redis://127.0.0.1:1/0 does not answer")
 
 
 def test_the_demo_fails_when_its_service_dies_while_it_runs(
@@ -148,7 +148,7 @@ def test_the_demo_fails_when_its_service_dies_while_it_runs(
     monkeypatch.setattr(detector.demo, "run_service", _dies_once_ready)
     out = io.StringIO()
     started = time.monotonic()
-    with pytest.raises(ServiceUnavailable, match="does not answer"):
+    with pytest.raises(RedisUnavailable, match="does not answer"):
         run_demo(
             Settings().with_overrides(metrics={"port": 0}),
             60.0,
