@@ -22,6 +22,8 @@ from detector.embedded import EmbeddedRedis
 from detector.errors import ConfigError, RedisUnavailable
 from detector.health import Health, HealthServer
 from detector.io import AlertSink, DeadLetterSink
+from detector.io.account_store import AccountStore
+from detector.io.campaign_store import CampaignStore
 from detector.io.files import JsonlAlertSink, JsonlDeadLetterSink, batches, records_in_event_time
 from detector.io.kafka import (
     KafkaAlertSink,
@@ -31,12 +33,11 @@ from detector.io.kafka import (
     ensure_topics,
     make_producer,
 )
+from detector.io.roundtrip import connect
 from detector.isolation import process_isolating
 from detector.metrics import Metrics
 from detector.pipeline import Pipeline
 from detector.service import Worker
-from detector.state.campaigns import CampaignStore
-from detector.state.store import AccountStore, connect
 
 log = logging.getLogger(__name__)
 REDIS_WAIT_S = 30.0

@@ -36,17 +36,13 @@ from detector.events import DeadLetter, RawRecord
 from detector.features import EventFeatures, extract_batch
 from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
+from detector.io.account_store import AccountStore, LoadedBatch
+from detector.io.campaign_store import CampaignStore, link_watermarks, partition_key
+from detector.io.roundtrip import Pending
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
-from detector.state.campaigns import (
-    AccountLinks,
-    CampaignStore,
-    campaign_id,
-    link_watermarks,
-    partition_key,
-)
+from detector.state.campaigns import AccountLinks, campaign_id
 from detector.state.profile import focus, lockstep_bands
-from detector.state.store import AccountStore, LoadedBatch, Pending
 
 T = TypeVar("T")
 SUSPECT_TYPES: Final = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})

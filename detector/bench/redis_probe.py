@@ -12,7 +12,7 @@ import redis
 
 SCAN_COUNT = 1000
 PIPELINE_CHUNK = 500
-INDEX_FAMILIES = ("ix", "ax")  # evidence value -> accounts sorted sets (state/campaigns.py)
+INDEX_FAMILIES = ("ix", "ax")  # evidence value -> accounts sorted sets (io/campaign_store.py)
 
 
 def glob_escape(text: str) -> str:

@@ -36,7 +36,7 @@ from detector.bench.workers import Deployment
 from detector.config import KafkaSettings, RedisSettings, Settings
 from detector.embedded import embedded_services
 from detector.errors import ConfigError
-from detector.state.store import connect
+from detector.io.roundtrip import connect
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); total 0: unknown
 CEILING_TIMEOUT_S = 300.0

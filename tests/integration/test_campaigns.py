@@ -11,8 +11,9 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from detector.config import Settings
+from detector.io.campaign_store import CampaignStore, link_watermarks
 from detector.metrics import Metrics
-from detector.state.campaigns import AccountLinks, CampaignStore, link_watermarks
+from detector.state.campaigns import AccountLinks
 from tests.integration.helpers import TopicReader, account_event_counts, produce, wait_until
 from tests.integration.test_service import RunningService
 

@@ -19,9 +19,9 @@ from detector.contract import ALERT_SCHEMA, validator
 from detector.errors import KafkaUnavailable
 from detector.events import RawRecord
 from detector.io.files import JsonlDeadLetterSink
+from detector.io.roundtrip import connect
 from detector.metrics import Metrics
 from detector.pipeline import Pipeline
-from detector.state.store import connect
 from tests.integration.helpers import account_event_counts
 
 pytestmark = pytest.mark.integration

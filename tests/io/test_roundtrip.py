@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.connection import Connection
 
-from detector.state.store import pack
+from detector.io.roundtrip import pack
 
 _NAMES = st.sampled_from(["EVALSHA", "SET", "GET", "ZADD", "PFADD"])
 _ARGS = st.one_of(

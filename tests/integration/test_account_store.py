@@ -10,9 +10,10 @@ from detector.config import FeatureSettings, Settings
 from detector.events import QueryEvent
 from detector.features import extract
 from detector.features.intent import IntentTagger
+from detector.io.account_store import AccountStore
+from detector.io.roundtrip import RoundTrip, connect
 from detector.metrics import Metrics
 from detector.state.account import apply_event
-from detector.state.store import AccountStore, RoundTrip, connect
 
 pytestmark = pytest.mark.integration
 
