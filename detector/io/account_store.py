@@ -21,48 +21,19 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import redis
 
 from detector.config import RedisSettings, StateSettings
 from detector.io.roundtrip import Pending, RoundTrip, sha1
+from detector.io.scripts import script
 from detector.metrics import Metrics
 from detector.state.account import AccountState
 
-# Per key, write the value only if the stored watermark is the one that was loaded, or
-# already the new one (this very write, retried after its reply was lost). One call for the
-# batch's accounts: a script call per account cost ~25 us each, most of it in redis-py.
-_SAVE_LUA = """
-local ttl, out = ARGV[1], {}
-for i, key in ipairs(KEYS) do
-  local j = 3 * i - 1
-  local cur = redis.call('GET', key)
-  local mark = cur and string.match(cur, '^[^;]*;') or '-1,-1;'
-  if mark == ARGV[j] or mark == ARGV[j + 1] then
-    redis.call('SET', key, ARGV[j + 2], 'EX', ttl)
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"""
+_SAVE_LUA: Final = script("account_save")
 
-# Each key's value, or 1 where it starts with the watermark the worker's cached state carries.
-_LOAD_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local value = redis.call('GET', key)
-  local mark = ARGV[i]
-  if value and mark ~= '' and string.sub(value, 1, #mark) == mark then
-    out[i] = 1
-  else
-    out[i] = value or false
-  end
-end
-return out
-"""
+_LOAD_LUA: Final = script("account_load")
 
 
 @dataclass

@@ -1,0 +1,12 @@
+-- Each key's value, or 1 where it starts with the watermark the worker's cached state carries.
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  local mark = ARGV[i]
+  if value and mark ~= '' and string.sub(value, 1, #mark) == mark then
+    out[i] = 1
+  else
+    out[i] = value or false
+  end
+end
+return out
