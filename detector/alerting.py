@@ -1,13 +1,19 @@
-"""Findings to ``alert.v1`` records: stable ids, cooldown per account and finding type."""
+"""Findings to ``Alert``s (contract ``alert.v1``): stable ids, cooldown per account and finding type.
+
+Every alert is a subject, a ``Finding`` about it and what triggered it, built by ``_alert``;
+the builders below say only what their kind of alert adds.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import xxhash
 
 from detector import __version__
 from detector.detectors import Finding
+from detector.events import Alert
 from detector.state.account import AccountState, Snapshot
 
 
@@ -46,9 +52,45 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def _alert(
+    subject_type: str,
+    subject_id: str,
+    finding: Finding,
+    *,
+    trigger: str,
+    ts: float,
+    emitted_at: float,
+    accounts: list[str] | None = None,
+    account_count: int | None = None,
+    campaign_id: str | None = None,
+    first_seen_ts: float | None = None,
+    event_count: int | None = None,
+) -> Alert:
+    """The one place an ``Alert`` is made; ``trigger`` makes its id (the same trigger, the same id)."""
+    return Alert(
+        alert_id=alert_id(subject_type, subject_id, finding.type, trigger),
+        ts=ts,
+        emitted_at=emitted_at,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        type=finding.type,
+        severity=finding.severity,
+        score=min(1.0, max(0.0, float(finding.score))),
+        accounts=accounts,
+        account_count=account_count,
+        campaign_id=campaign_id,
+        reasons=list(finding.reasons),
+        evidence=_rounded(finding.evidence),
+        first_seen_ts=first_seen_ts,
+        event_count=event_count,
+        detector_version=__version__,
+    )
+
+
 def account_alert(
     snap: Snapshot, finding: Finding, context: dict[str, Any], emitted_at: float
-) -> dict[str, Any]:
+) -> Alert:
+    """An account's finding at one event, with the detectors' context and the account's windows."""
     evidence = dict(finding.evidence)
     evidence.update(context)
     evidence["window_requests"] = [round(x, 1) for x in snap.requests]
@@ -57,63 +99,89 @@ def account_alert(
         "models": snap.distinct.models,
         "user_agents": snap.distinct.user_agents,
     }
-    return {
-        "alert_id": alert_id("account", snap.account_id, finding.type, snap.event_id),
-        "ts": snap.ts,
-        "emitted_at": emitted_at,
-        "subject_type": "account",
-        "subject_id": snap.account_id,
-        "type": finding.type,
-        "severity": finding.severity,
-        "score": min(1.0, max(0.0, float(finding.score))),
-        "reasons": list(finding.reasons),
-        "evidence": _rounded(evidence),
-        "first_seen_ts": snap.first_seen,
-        "event_count": snap.events,
-        "detector_version": __version__,
-    }
-
-
-def campaign_alert(
-    campaign_id: str, finding: Finding, accounts: list[str], members: int, ts: float, first_seen: float,
-    events: int, emitted_at: float, trigger: str, subject_type: str = "campaign",
-) -> dict[str, Any]:  # fmt: skip
-    """A campaign or source alert; ``trigger`` makes the id (the same change, the same id)."""
-    return {
-        "alert_id": alert_id(subject_type, campaign_id, finding.type, trigger),
-        "ts": ts,
-        "emitted_at": emitted_at,
-        "subject_type": subject_type,
-        "subject_id": campaign_id,
-        "type": finding.type,
-        "severity": finding.severity,
-        "score": min(1.0, max(0.0, float(finding.score))),
-        "accounts": accounts,
-        "account_count": members,
-        "reasons": list(finding.reasons),
-        "evidence": _rounded(finding.evidence),
-        "first_seen_ts": first_seen,
-        "event_count": events,
-        "detector_version": __version__,
-    }
+    return _alert(
+        "account",
+        snap.account_id,
+        msgspec.structs.replace(finding, evidence=evidence),
+        trigger=snap.event_id,
+        ts=snap.ts,
+        emitted_at=emitted_at,
+        first_seen_ts=snap.first_seen,
+        event_count=snap.events,
+    )
 
 
 def member_alert(
     account: str, campaign_id: str, campaign: Finding, ts: float, emitted_at: float
-) -> dict[str, Any]:
+) -> Alert:
     """An account alert for a campaign member, so the gateway can act per account."""
-    severity = "medium" if campaign.severity == "medium" else "high"
-    return {
-        "alert_id": alert_id("account", account, "coordinated_cluster", campaign_id),
-        "ts": ts,
-        "emitted_at": emitted_at,
-        "subject_type": "account",
-        "subject_id": account,
-        "type": "coordinated_cluster",
-        "severity": severity,
-        "score": min(1.0, max(0.0, float(campaign.score))),
-        "campaign_id": campaign_id,
-        "reasons": [f"member of campaign {campaign_id}: " + campaign.reasons[0]],
-        "evidence": _rounded({"campaign": campaign.evidence}),
-        "detector_version": __version__,
-    }
+    finding = Finding(
+        type="coordinated_cluster",
+        score=campaign.score,
+        severity="medium" if campaign.severity == "medium" else "high",
+        reasons=(f"member of campaign {campaign_id}: " + campaign.reasons[0],),
+        evidence={"campaign": campaign.evidence},
+    )
+    return _alert(
+        "account",
+        account,
+        finding,
+        trigger=campaign_id,
+        ts=ts,
+        emitted_at=emitted_at,
+        campaign_id=campaign_id,
+    )
+
+
+def campaign_alert(
+    campaign_id: str,
+    finding: Finding,
+    *,
+    trigger: str,
+    accounts: list[str],
+    members: int,
+    ts: float,
+    first_seen: float,
+    events: int,
+    emitted_at: float,
+) -> Alert:
+    """A campaign's finding: ``accounts`` its listed members, ``members`` how many it has."""
+    return _alert(
+        "campaign",
+        campaign_id,
+        finding,
+        trigger=trigger,
+        ts=ts,
+        emitted_at=emitted_at,
+        accounts=accounts,
+        account_count=members,
+        first_seen_ts=first_seen,
+        event_count=events,
+    )
+
+
+def source_alert(
+    source: str,
+    finding: Finding,
+    *,
+    trigger: str,
+    campaign_accounts: int,
+    requests: int,
+    ts: float,
+    emitted_at: float,
+) -> Alert:
+    """A source (IP range, ASN, fingerprint) carrying a campaign's traffic: how many of the
+    campaign's accounts use it and how many requests it carried. No account list, and no
+    first-seen time (published as 0.0)."""
+    return _alert(
+        "source",
+        source,
+        finding,
+        trigger=trigger,
+        ts=ts,
+        emitted_at=emitted_at,
+        accounts=[],
+        account_count=campaign_accounts,
+        first_seen_ts=0.0,
+        event_count=requests,
+    )

@@ -1,10 +1,12 @@
-"""Message types that flow through the pipeline: raw records, decoded events, dead letters."""
+"""Message types that flow through the pipeline: raw records, decoded events, dead letters, alerts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
+import orjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +73,46 @@ class DeadLetter:
     detail: str
     record: RawRecord
     error: str | None = None  # the exception's class, when an unforeseen one refused it
+
+
+class Alert(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """One finding of the detector (contract ``alert.v1``), as the sinks publish it.
+
+    Fields are in the order they are published; one the contract leaves optional is not
+    published when ``None``. ``evidence`` is free-form in the contract, so it stays a dict.
+    Built by ``detector.alerting`` only; ``encode`` gives the message's bytes.
+
+    No field has a default: mypyc, which compiles this module, drops a class statement's
+    keywords (``kw_only``, ``omit_defaults``, even ``frozen``), and without ``kw_only`` a
+    required field cannot follow one with a default. So ``encode`` leaves out ``None`` itself.
+    """
+
+    alert_id: str
+    ts: float
+    emitted_at: float
+    subject_type: str  # account, campaign or source
+    subject_id: str
+    type: str
+    severity: str  # low, medium, high or critical
+    score: float
+    accounts: list[str] | None  # campaign and source alerts
+    account_count: int | None  # campaign and source alerts
+    campaign_id: str | None  # the account alert of a campaign member
+    reasons: list[str]
+    evidence: dict[str, Any] | None
+    first_seen_ts: float | None
+    event_count: int | None
+    detector_version: str
+
+    def encode(self) -> bytes:
+        """The JSON message. orjson, not msgspec's encoder, writes it: the bytes stay those
+        published before alerts were typed (msgspec writes ``1e16`` where orjson writes ``1e+16``).
+
+        >>> Alert(alert_id="x", ts=1.5, emitted_at=2.0, subject_type="account", subject_id="a",
+        ...       type="anomaly", severity="low", score=0.25, accounts=None, account_count=None,
+        ...       campaign_id=None, reasons=["r"], evidence=None, first_seen_ts=None,
+        ...       event_count=None, detector_version="1").encode()
+        b'{"alert_id":"x","ts":1.5,"emitted_at":2.0,"subject_type":"account","subject_id":"a","type":"anomaly","severity":"low","score":0.25,"reasons":["r"],"detector_version":"1"}'
+        """
+        fields = msgspec.to_builtins(self)
+        return orjson.dumps({k: v for k, v in fields.items() if v is not None})

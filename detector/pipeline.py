@@ -30,9 +30,10 @@ import msgspec
 from detector import alerting
 from detector.config import Settings
 from detector.decode import decode_batch
+from detector.detectors import Finding
 from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.detectors.suite import DetectorSuite
-from detector.events import DeadLetter, RawRecord
+from detector.events import Alert, DeadLetter, RawRecord
 from detector.features import EventFeatures, extract_batch
 from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
@@ -57,7 +58,7 @@ class BatchResult:
     duplicates: int = 0
     late: int = 0
     invalid: int = 0
-    alerts: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
 
     def combined(self, later: BatchResult) -> BatchResult:
@@ -102,7 +103,7 @@ class Pipeline:
         self._unwritten: tuple[LoadedBatch, list[tuple[Any, ...]], list[RawRecord]] | None = None
         self._durable: list[RawRecord] = []  # written, not yet handed to the caller
         # Alerts and dead letters of the unwritten batch, and whether a delivery of them failed.
-        self._undelivered: tuple[list[dict[str, Any]], list[DeadLetter]] = ([], [])
+        self._undelivered: tuple[list[Alert], list[DeadLetter]] = ([], [])
         self._resend = False
 
     def process(
@@ -258,26 +259,29 @@ class Pipeline:
                 result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
             if campaign.new_members:
                 marks.append(self.campaigns.mark_announced(campaign, campaign.new_members))
-            about = (
-                campaign.listed,
-                campaign.members,
-                campaign.last,
-                campaign.created,
-                campaign.events,
-                now,
-            )
+            changes: list[tuple[Finding, str]] = []  # (finding, trigger of its alert id)
             if campaign.listed:
-                result.alerts.append(
-                    alerting.campaign_alert(cid, finding, *about, trigger=str(campaign.members))
-                )
+                changes.append((finding, str(campaign.members)))
                 marks.append(self.campaigns.mark_alerted(campaign))
             moved = pivot(campaign, linked.model_first_seen, s, finding)
             if moved is not None:
                 model, pivot_finding = moved
-                result.alerts.append(
-                    alerting.campaign_alert(cid, pivot_finding, *about, trigger=model)
-                )
+                changes.append((pivot_finding, model))
                 marks.append(self.campaigns.mark_pivot(campaign, model))
+            for change, trigger in changes:
+                result.alerts.append(
+                    alerting.campaign_alert(
+                        cid,
+                        change,
+                        trigger=trigger,
+                        accounts=campaign.listed,
+                        members=campaign.members,
+                        ts=campaign.last,
+                        first_seen=campaign.created,
+                        events=campaign.events,
+                        emitted_at=now,
+                    )
+                )
         for mix in linked.sources:
             found = source(mix, s, max(last_ts.values()))
             if found is None:
@@ -285,23 +289,20 @@ class Pipeline:
             evidence = dict(found.evidence, campaign_id=campaign_id(mix.campaign_root))
             found = msgspec.structs.replace(found, evidence=evidence)
             result.alerts.append(
-                alerting.campaign_alert(
+                alerting.source_alert(
                     mix.evidence,
                     found,
-                    [],
-                    mix.campaign_accounts,
-                    max(last_ts.values()),
-                    0.0,
-                    mix.requests,
-                    now,
                     trigger=f"{mix.request_share:.1f}",
-                    subject_type="source",
+                    campaign_accounts=mix.campaign_accounts,
+                    requests=mix.requests,
+                    ts=max(last_ts.values()),
+                    emitted_at=now,
                 )
             )
             marks.append(self.campaigns.mark_source(mix, max(last_ts.values())))
         return marks
 
-    def _decide(self, state: AccountState, snap: Snapshot) -> tuple[list[dict[str, Any]], float]:
+    def _decide(self, state: AccountState, snap: Snapshot) -> tuple[list[Alert], float]:
         """Alerts for one snapshot, and how suspect the account looks (highest finding score)."""
         findings, context = self.suite.evaluate(snap)
         if "anomaly" in context:
@@ -336,7 +337,7 @@ class Pipeline:
         for letter in dead:
             m.events_invalid.labels(letter.reason).inc()
         for alert in result.alerts:
-            m.alerts.labels(alert["type"], alert["severity"]).inc()
+            m.alerts.labels(alert.type, alert.severity).inc()
         if result.conflicts:
             m.state_conflicts.inc(len(result.conflicts))
         m.batch_seconds.observe(seconds)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-from detector.events import DeadLetter
+from detector.events import Alert, DeadLetter
 
 
 class AlertSink(Protocol):
-    def send(self, alerts: list[dict[str, Any]]) -> None: ...
+    def send(self, alerts: list[Alert]) -> None: ...
 
     def flush(self) -> None:
         """Return once every alert sent so far is durable; raise ``ServiceUnavailable`` (``KafkaUnavailable`` for Kafka) if not."""

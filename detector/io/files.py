@@ -10,7 +10,7 @@ from typing import IO, Any
 import orjson
 
 from detector.errors import InputFileError
-from detector.events import DeadLetter, RawRecord
+from detector.events import Alert, DeadLetter, RawRecord
 
 
 def read_lines(path: Path) -> list[tuple[int, bytes]]:
@@ -53,9 +53,9 @@ class JsonlAlertSink:
     def __init__(self, fh: IO[bytes]) -> None:
         self._fh = fh
 
-    def send(self, alerts: list[dict[str, Any]]) -> None:
+    def send(self, alerts: list[Alert]) -> None:
         for alert in alerts:
-            self._fh.write(orjson.dumps(alert) + b"\n")
+            self._fh.write(alert.encode() + b"\n")
 
     def flush(self) -> None:
         self._fh.flush()

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
@@ -19,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from detector.config import KafkaSettings, parse_bootstrap_servers
 from detector.errors import ConfigError, KafkaUnavailable
-from detector.events import DeadLetter, RawRecord
+from detector.events import Alert, DeadLetter, RawRecord
 from detector.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -394,9 +393,9 @@ class _ProducerSink:
 class KafkaAlertSink(_ProducerSink):
     """Alerts as JSON, keyed by subject id (contract ``alert.v1``)."""
 
-    def send(self, alerts: list[dict[str, Any]]) -> None:
+    def send(self, alerts: list[Alert]) -> None:
         for alert in alerts:
-            self._send(alert["subject_id"].encode("utf-8"), orjson.dumps(alert))
+            self._send(alert.subject_id.encode("utf-8"), alert.encode())
 
 
 class KafkaDeadLetterSink(_ProducerSink):

@@ -13,7 +13,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import msgpack
 import msgspec
@@ -26,7 +26,7 @@ from detector.contract import ALERT_SCHEMA, QUERY_EVENT_SCHEMA, load_schema, val
 from detector.decode import REASONS, _decode_slowly, decode_batch, decode_record
 from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.detectors.suite import DetectorSuite
-from detector.events import CONTRACT_FIELDS, DeadLetter, QueryEvent, RawRecord
+from detector.events import CONTRACT_FIELDS, Alert, DeadLetter, QueryEvent, RawRecord
 from detector.features import EventFeatures, extract_batch
 from detector.metrics import Metrics
 from detector.pipeline import Pipeline, account_links
@@ -166,11 +166,10 @@ def decode_one(data: bytes) -> None:
 # --- the per-event path --------------------------------------------------------------------
 
 
-def check_alert(alert: dict[str, Any]) -> None:
-    """An alert as the sinks publish it: contract-valid, serialisable, keyed by its subject."""
-    validator(ALERT_SCHEMA)(alert)
-    orjson.dumps(alert)
-    alert["subject_id"].encode("utf-8")
+def check_alert(alert: Alert) -> None:
+    """An alert as the sinks publish it: serialisable, contract-valid, keyed by its subject."""
+    validator(ALERT_SCHEMA)(orjson.loads(alert.encode()))
+    alert.subject_id.encode("utf-8")
 
 
 class EventPath:
@@ -236,7 +235,7 @@ class EventPath:
 
     def process(
         self, records: list[RawRecord], state_of: Callable[[str], AccountState]
-    ) -> list[dict[str, Any]]:
+    ) -> list[Alert]:
         """One batch; ``state_of`` gives each account's state. Returns the alerts."""
         s = self.settings
         for record in records:  # decode_batch is this loop: each result checked on its own
@@ -248,7 +247,7 @@ class EventPath:
         states: dict[str, AccountState] = {}
         applied: dict[str, list[EventFeatures]] = defaultdict(list)
         suspicion: dict[str, float] = defaultdict(float)
-        alerts: list[dict[str, Any]] = []
+        alerts: list[Alert] = []
         for feat in feats:
             state = states.get(feat.account_id)
             if state is None:
@@ -279,7 +278,7 @@ class EventPath:
         states: dict[str, AccountState],
         applied: dict[str, list[EventFeatures]],
         suspicion: dict[str, float],
-    ) -> list[dict[str, Any]]:
+    ) -> list[Alert]:
         """The batch's campaign links, as ``Pipeline._campaigns`` builds them, then the campaign
         alert builders on a campaign made of these accounts (linking itself runs in Redis)."""
         s = self.settings.campaigns
@@ -313,11 +312,24 @@ class EventPath:
         cid = campaign.campaign_id
         finding = judge(campaign, s)
         out = [alerting.member_alert(a, cid, finding, last, NOW) for a in accounts]
-        about = (accounts, campaign.members, last, first, events, NOW)
-        out.append(alerting.campaign_alert(cid, finding, *about, trigger=str(campaign.members)))
+        changes = [(finding, str(campaign.members))]
         moved = pivot(campaign, {m: first for m in models}, s, finding)
         if moved is not None:
-            out.append(alerting.campaign_alert(cid, moved[1], *about, trigger=moved[0]))
+            changes.append((moved[1], moved[0]))
+        for change, trigger in changes:
+            out.append(
+                alerting.campaign_alert(
+                    cid,
+                    change,
+                    trigger=trigger,
+                    accounts=accounts,
+                    members=campaign.members,
+                    ts=last,
+                    first_seen=first,
+                    events=events,
+                    emitted_at=NOW,
+                )
+            )
         for value in _sources(evidence):
             # A source mostly carrying this campaign, so that ``source`` finds it.
             mix = SourceMix(
@@ -333,17 +345,14 @@ class EventPath:
             if found is not None:
                 evidence_in = dict(found.evidence, campaign_id=campaign_id(mix.campaign_root))
                 out.append(
-                    alerting.campaign_alert(
+                    alerting.source_alert(
                         mix.evidence,
                         msgspec.structs.replace(found, evidence=evidence_in),
-                        [],
-                        mix.campaign_accounts,
-                        last,
-                        0.0,
-                        mix.requests,
-                        NOW,
                         trigger=f"{mix.request_share:.1f}",
-                        subject_type="source",
+                        campaign_accounts=mix.campaign_accounts,
+                        requests=mix.requests,
+                        ts=last,
+                        emitted_at=NOW,
                     )
                 )
         for alert in out:

@@ -4,7 +4,6 @@ batch processed again after a crash before its write gives the same alerts and c
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +16,7 @@ from detector.app import build_pipeline
 from detector.config import Settings
 from detector.contract import ALERT_SCHEMA, validator
 from detector.errors import KafkaUnavailable
-from detector.events import RawRecord
+from detector.events import Alert, RawRecord
 from detector.io.files import JsonlDeadLetterSink
 from detector.io.roundtrip import connect
 from detector.metrics import Metrics
@@ -48,9 +47,9 @@ def _records(accounts: int, per_account: int, start: int = 0) -> list[RawRecord]
 
 class ListAlerts:
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[Alert] = []
 
-    def send(self, alerts: list[dict[str, Any]]) -> None:
+    def send(self, alerts: list[Alert]) -> None:
         self.sent.extend(alerts)
 
     def flush(self) -> None:
@@ -80,14 +79,14 @@ def test_a_batch_processed_again_after_a_crash_alerts_alike_and_counts_once(
     batch = _records(4, 30, start=5)  # the accounts are flagged and form a campaign
     result = first.process(batch)  # linked and published; its state waits for the next batch
     assert result.durable == [] and result.applied == 120
-    crashed = {(a["alert_id"], a["type"]) for a in alerts.sent}
+    crashed = {(a.alert_id, a.type) for a in alerts.sent}
     assert {t for _, t in crashed} >= {"coordinated_cluster", "reasoning_elicitation"}
     first.close()  # the worker dies before writing: the batch was never committed either
 
     alerts.sent.clear()
     second = _pipeline(redis_settings, client, alerts)  # its replacement gets the batch again
     assert second.process(batch).applied == 120
-    assert {(a["alert_id"], a["type"]) for a in alerts.sent} == crashed
+    assert {(a.alert_id, a.type) for a in alerts.sent} == crashed
     assert second.flush().durable == batch
 
     record = f"{redis_settings.redis.key_prefix}cmp:{{c}}:c:"
@@ -105,17 +104,17 @@ def test_member_alerts_are_announced_again_until_the_write_after_publishing(
     alerts = ListAlerts()
     crashed = _pipeline(redis_settings, client, alerts)
     crashed.process(_records(4, 25))
-    members = {a["alert_id"] for a in alerts.sent if a["type"] == "coordinated_cluster"}
+    members = {a.alert_id for a in alerts.sent if a.type == "coordinated_cluster"}
     assert len(members) >= 4  # one per member, and the campaign's own
     crashed.close()
     alerts.sent.clear()
     pipeline = _pipeline(redis_settings, client, alerts)
     pipeline.process(_records(4, 25))
-    again = {a["alert_id"] for a in alerts.sent if a["type"] == "coordinated_cluster"}
+    again = {a.alert_id for a in alerts.sent if a.type == "coordinated_cluster"}
     assert again == members
     alerts.sent.clear()
     pipeline.process(_records(4, 5, start=25))  # announced and recorded: not again
-    assert not [a for a in alerts.sent if a["alert_id"] in members]
+    assert not [a for a in alerts.sent if a.alert_id in members]
     pipeline.close()
     client.close()
 
@@ -146,7 +145,7 @@ class FlakyAlerts(ListAlerts):
 
     def __init__(self) -> None:
         super().__init__()
-        self.delivered: list[dict[str, Any]] = []
+        self.delivered: list[Alert] = []
         self.failures = 0
 
     def flush(self) -> None:
@@ -165,7 +164,7 @@ def test_a_failed_alert_delivery_sends_again_and_holds_the_write_back(
     pipeline = _pipeline(redis_settings, client, alerts)
     batch = _records(4, 30)
     pipeline.process(batch)
-    published = {a["alert_id"] for a in alerts.sent}
+    published = {a.alert_id for a in alerts.sent}
     assert published, "the batch must alert for this test to mean anything"
     after = _records(4, 1, start=30)
     alerts.failures = 1
@@ -175,7 +174,7 @@ def test_a_failed_alert_delivery_sends_again_and_holds_the_write_back(
     handed = []
     pipeline.process(after, handed.append)  # the worker's retry
     assert handed == [batch]
-    assert published <= {a["alert_id"] for a in alerts.delivered}
+    assert published <= {a.alert_id for a in alerts.delivered}
     assert account_event_counts(redis_settings) == {f"acct-{a}": 30 for a in range(4)}
     pipeline.close()
     client.close()
@@ -233,4 +232,4 @@ def test_any_messages_are_accounted_for_and_never_stop_the_pipeline(
     assert result.applied + result.duplicates + result.invalid == result.consumed == len(messages)
     assert len(letters.getvalue().splitlines()) == result.invalid
     for alert in alerts.sent:
-        validator(ALERT_SCHEMA)(alert)
+        validator(ALERT_SCHEMA)(orjson.loads(alert.encode()))

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from detector.errors import InputFileError
-from detector.events import DeadLetter, RawRecord
+from detector.events import Alert, DeadLetter, RawRecord
 from detector.io.files import (
     JsonlAlertSink,
     JsonlDeadLetterSink,
@@ -133,7 +133,28 @@ def test_dead_letter_sink_redaction_omits_payload() -> None:
 def test_alert_sink_writes_one_object_per_line() -> None:
     out = io.BytesIO()
     sink = JsonlAlertSink(out)
-    alerts = [{"alert_id": "x", "score": 0.5}, {"alert_id": "y", "score": 1.0}]
+    alerts = [
+        Alert(
+            alert_id=i,
+            ts=1.0,
+            emitted_at=2.0,
+            subject_type="account",
+            subject_id="a",
+            type="anomaly",
+            severity="low",
+            score=score,
+            accounts=None,
+            account_count=None,
+            campaign_id=None,
+            reasons=["r"],
+            evidence=None,
+            first_seen_ts=None,
+            event_count=None,
+            detector_version="1",
+        )
+        for i, score in (("x", 0.5), ("y", 1.0))
+    ]
     sink.send(alerts)
     sink.flush()
-    assert [orjson.loads(line) for line in out.getvalue().splitlines()] == alerts
+    assert out.getvalue() == b"".join(alert.encode() + b"\n" for alert in alerts)
+    assert [orjson.loads(line)["alert_id"] for line in out.getvalue().splitlines()] == ["x", "y"]
