@@ -20,6 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check detector tests
 	$(BIN)/ruff format --check detector tests
+	$(BIN)/mypy detector
 	$(BIN)/pytest $(ARGS)
 
 # The evaluation report of the default scenario in docs/evaluation/ (data files in out/).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 import psutil
 
@@ -51,7 +51,7 @@ def describe(placement: tuple[list[int], list[int]] | None) -> str:
     )
 
 
-def _pin(pid: int, cpus: Sequence[int]) -> None:
+def _pin(pid: int, cpus: Collection[int]) -> None:
     """Every thread of ``pid`` (the affinity is per thread; threads started later inherit it)."""
     with contextlib.suppress(psutil.Error):
         for thread in psutil.Process(pid).threads():

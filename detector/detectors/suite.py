@@ -61,7 +61,7 @@ class DetectorSuite:
         }
         return base64.b64encode(zlib.compress(pickle.dumps(state), 6)).decode("ascii")
 
-    def restore(self, blob: str) -> bool:
+    def restore(self, blob: str | bytes) -> bool:
         """Load a checkpoint written by ``checkpoint``; ignored if the model shape changed."""
         try:
             # The blob comes from our own Redis, written by ``checkpoint`` above. Anything odd

@@ -76,7 +76,7 @@ class _Ctx:
         return f"{self.rng.getrandbits(bits):0{bits // 4}x}"
 
     def emit(self, **fields: Any) -> None:
-        event = {"event_id": f"ev-{self.hexid(96)}", "status": "ok"}
+        event: dict[str, Any] = {"event_id": f"ev-{self.hexid(96)}", "status": "ok"}
         event.update({k: v for k, v in fields.items() if v is not None})
         event["ts"] = round(event["ts"], 3)
         event["latency_ms"] = round(
