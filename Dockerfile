@@ -9,6 +9,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY detector ./detector
+COPY detector_lab ./detector_lab
 COPY config ./config
 # Editable install: the code stays in /app next to config/ (default.yaml, scenarios), where
 # the detector looks for them; the virtual environment holds only the dependencies.
@@ -27,7 +28,6 @@ COPY --from=build /app /app
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    MPLCONFIGDIR=/tmp/matplotlib \
     DETECTOR__METRICS__HOST=0.0.0.0
 WORKDIR /app
 USER 10001:10001

@@ -11,16 +11,16 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[embedded,dev]'
+	$(BIN)/python -m pip install -q -e '.[embedded,lab,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/detector demo $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/ruff check detector tests
-	$(BIN)/ruff format --check detector tests
-	$(BIN)/mypy detector
+	$(BIN)/ruff check detector detector_lab tests
+	$(BIN)/ruff format --check detector detector_lab tests
+	$(BIN)/mypy detector detector_lab
 	$(BIN)/pytest $(ARGS)
 
 # The evaluation report of the default scenario in docs/evaluation/ (data files in out/).
@@ -41,11 +41,11 @@ uncompiled: $(STAMP)
 	rm -f $$($(BIN)/python -m detector.native --built)
 
 lint: $(STAMP)
-	$(BIN)/ruff check detector tests
+	$(BIN)/ruff check detector detector_lab tests
 
 format: $(STAMP)
-	$(BIN)/ruff format detector tests
-	$(BIN)/ruff check --fix detector tests
+	$(BIN)/ruff format detector detector_lab tests
+	$(BIN)/ruff check --fix detector detector_lab tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -280,7 +280,7 @@ def _scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from detector.evaluation.run import prepare_scenario, write_simulation
+    from detector_lab.evaluation.run import prepare_scenario, write_simulation
 
     scenario = prepare_scenario(args.scenario, args.seed, args.scale)
     console = Console(stderr=True)
@@ -297,7 +297,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from detector.errors import ConfigError
-    from detector.evaluation.run import prepare_scenario, run_evaluation
+    from detector_lab.evaluation.run import prepare_scenario, run_evaluation
 
     if bool(args.scenario) == bool(args.events or args.labels) or bool(args.events) != bool(
         args.labels
@@ -348,7 +348,7 @@ def _pager(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from detector.bench.report import (
+    from detector_lab.bench.report import (
         LATENCY_SCHEMA,
         console_table,
         latency_markdown,
@@ -356,7 +356,7 @@ def _bench(args: argparse.Namespace) -> int:
         scaling_line,
         to_json,
     )
-    from detector.bench.run import BenchOptions, run_bench, uses_external
+    from detector_lab.bench.run import BenchOptions, run_bench, uses_external
 
     # The bench saturates the machine on purpose: kafka-python's slow-I/O-task warnings are noise.
     logging.getLogger("kafka").setLevel(max(logging.ERROR, logging.getLogger().level))

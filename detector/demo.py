@@ -17,7 +17,7 @@ from detector.config import Settings
 from detector.embedded import embedded_services
 from detector.errors import DetectorError
 from detector.io.kafka import ensure_topics, make_producer
-from detector.sim.basic import BasicTraffic, generate
+from detector_lab.sim.basic import BasicTraffic, generate
 
 SEVERITY_STYLE = {
     "low": "dim",

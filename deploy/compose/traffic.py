@@ -24,8 +24,8 @@ EVENTS_PATH = "/v1/events"
 
 
 def scenario_events(name: str) -> list[dict[str, Any]]:
-    from detector.evaluation.run import prepare_scenario
-    from detector.sim.generate import simulate
+    from detector_lab.evaluation.run import prepare_scenario
+    from detector_lab.sim.generate import simulate
 
     return sorted(simulate(prepare_scenario(name, None, 1.0)).events, key=lambda e: e["ts"])
 

@@ -9,7 +9,7 @@ import pytest
 
 from detector.config import Settings
 from detector.features.intent import HARVEST_MASK, IntentTagger, names, needles
-from detector.sim import text
+from detector_lab.sim import text
 
 
 @pytest.fixture(scope="module")

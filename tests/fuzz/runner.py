@@ -31,7 +31,7 @@ def main(
     with atheris.instrument_imports(include=["detector"]):
         target = build()
     from detector.contract import ALERT_SCHEMA, QUERY_EVENT_SCHEMA, validator
-    from tests.fuzz import seeds  # imports detector.sim and tests.hostile: not worth covering
+    from tests.fuzz import seeds  # imports detector_lab.sim and tests.hostile: not worth covering
 
     # The schema validators are code fastjsonschema generates (no import to hook): their
     # branches, one or more per field and rule, are what guides inputs through the contract.

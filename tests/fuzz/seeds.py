@@ -16,7 +16,7 @@ from typing import Final
 import orjson
 
 from detector.contract import QUERY_EVENT_SCHEMA, load_schema
-from detector.sim.basic import BasicTraffic, generate
+from detector_lab.sim.basic import BasicTraffic, generate
 from tests.hostile import hostile_messages
 
 SEED_MAX_BYTES: Final = 64 * 1024

@@ -30,9 +30,9 @@ from detector.events import CONTRACT_FIELDS, Alert, DeadLetter, QueryEvent, RawR
 from detector.features import EventFeatures, extract_batch
 from detector.metrics import Metrics
 from detector.pipeline import Pipeline, account_links
-from detector.sim.basic import BasicTraffic, generate
 from detector.state.account import AccountState, apply_event
 from detector.state.campaigns import CampaignState, SourceMix, campaign_id
+from detector_lab.sim.basic import BasicTraffic, generate
 
 TOPIC: Final = "llm.queries"
 # A fixed clock, as a replay has: the decoder's bound on ts is this plus max_future_s.

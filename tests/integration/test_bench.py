@@ -10,9 +10,9 @@ import orjson
 import pytest
 import redis
 
-from detector.bench.report import LATENCY_SCHEMA, latency_markdown, markdown, to_json
-from detector.bench.run import BenchOptions, run_bench, uses_external
 from detector.config import Settings
+from detector_lab.bench.report import LATENCY_SCHEMA, latency_markdown, markdown, to_json
+from detector_lab.bench.run import BenchOptions, run_bench, uses_external
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from detector.config import Settings
-from detector.sim.generate import simulate
-from detector.sim.scenario import load_scenario
+from detector_lab.sim.generate import simulate
+from detector_lab.sim.scenario import load_scenario
 from tests.integration.helpers import (
     TopicReader,
     account_event_counts,

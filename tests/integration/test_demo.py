@@ -11,7 +11,7 @@ from rich.console import Console
 
 from detector.config import Settings
 from detector.demo import run_demo
-from detector.sim.basic import BasicTraffic
+from detector_lab.sim.basic import BasicTraffic
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detector.config import Settings
 from detector.io.kafka import ensure_topics, make_producer
-from detector.sim.basic import BasicTraffic, generate
 from detector.state.account import AccountState
+from detector_lab.sim.basic import BasicTraffic, generate
 from tests.hostile import hostile_messages, oversized
 from tests.integration.helpers import (
     TopicReader,

@@ -20,7 +20,7 @@ from detector import pipeline as pipeline_module
 from detector.app import replay
 from detector.config import Settings
 from detector.features import EventFeatures
-from detector.sim.basic import BasicTraffic, generate
+from detector_lab.sim.basic import BasicTraffic, generate
 from tests.integration.helpers import TopicReader, account_event_counts, produce, wait_until
 from tests.integration.test_service import RunningService
 

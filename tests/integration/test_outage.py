@@ -8,7 +8,7 @@ import pytest
 
 from detector.config import Settings
 from detector.embedded import EmbeddedRedis
-from detector.sim.basic import BasicTraffic, generate
+from detector_lab.sim.basic import BasicTraffic, generate
 from tests.integration.helpers import account_event_counts, produce, wait_until
 from tests.integration.test_service import RunningService
 

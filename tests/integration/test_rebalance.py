@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from detector.config import Settings
-from detector.sim.basic import BasicTraffic, generate
+from detector_lab.sim.basic import BasicTraffic, generate
 from tests.integration.helpers import (
     account_event_counts,
     produce,

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from detector.app import replay, run_service
 from detector.config import Settings
 from detector.contract import ALERT_SCHEMA, validator
-from detector.sim.basic import BasicTraffic, generate
+from detector_lab.sim.basic import BasicTraffic, generate
 from tests.integration.helpers import TopicReader, account_event_counts, produce, wait_until
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ from detector import __version__
 from detector.app import replay
 from detector.config import Settings
 from detector.errors import InputFileError
-from detector.evaluation import report
-from detector.evaluation.scoring import FLAG_SEVERITIES, Evaluation, evaluate
-from detector.sim.generate import simulate
-from detector.sim.scenario import Scenario, load_scenario
+from detector_lab.evaluation import report
+from detector_lab.evaluation.scoring import FLAG_SEVERITIES, Evaluation, evaluate
+from detector_lab.sim.generate import simulate
+from detector_lab.sim.scenario import Scenario, load_scenario
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

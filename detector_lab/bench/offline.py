@@ -11,8 +11,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from detector.app import replay
-from detector.bench.stats import ratio
 from detector.config import Settings
+from detector_lab.bench.stats import ratio
 
 ROUNDTRIP_OPS = ("load", "link", "save")
 NAIVE_BATCH = 1

@@ -8,8 +8,8 @@ import statistics
 import pytest
 
 from detector.contract import QUERY_EVENT_SCHEMA, validator
-from detector.sim.generate import HOUR_S, RESELLER, simulate
-from detector.sim.scenario import load_scenario
+from detector_lab.sim.generate import HOUR_S, RESELLER, simulate
+from detector_lab.sim.scenario import load_scenario
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from detector.bench.events import cache_name, next_scale
-from detector.sim.scenario import load_scenario
+from detector_lab.bench.events import cache_name, next_scale
+from detector_lab.sim.scenario import load_scenario
 
 
 def test_next_scale_overshoots_a_little() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from detector.evaluation.scoring import Evaluation
+from detector_lab.evaluation.scoring import Evaluation
 
 HOUR_S = 3600.0
 

@@ -16,10 +16,10 @@ from typing import IO
 import psutil
 import yaml
 
-from detector.bench.scrape import Scrape, fetch
 from detector.config import ENV_PREFIX, Settings
 from detector.embedded import free_port
 from detector.errors import BenchError
+from detector_lab.bench.scrape import Scrape, fetch
 
 STOP_TIMEOUT_S = 30.0
 SETTINGS_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")

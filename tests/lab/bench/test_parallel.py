@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from detector.bench.parallel import measure_parallel
+from detector_lab.bench.parallel import measure_parallel
 
 
 def test_every_trial_runs_its_loops_together_and_gives_a_speedup() -> None:

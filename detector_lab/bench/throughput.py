@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.bench.redis_probe import RedisProbe, command_delta
-from detector.bench.scrape import Scrape
-from detector.bench.stats import ratio
-from detector.bench.topic import CommittedOffsets
-from detector.bench.workers import Deployment
 from detector.errors import BenchError
+from detector_lab.bench.redis_probe import RedisProbe, command_delta
+from detector_lab.bench.scrape import Scrape
+from detector_lab.bench.stats import ratio
+from detector_lab.bench.topic import CommittedOffsets
+from detector_lab.bench.workers import Deployment
 
 SAMPLE_EVERY_S = 0.1
 STALL_TIMEOUT_S = 90.0  # no commit progress for this long (once consuming) is a failure

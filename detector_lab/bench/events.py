@@ -14,9 +14,9 @@ import orjson
 
 from detector import __version__
 from detector.errors import BenchError
-from detector.evaluation.run import prepare_scenario
-from detector.sim.generate import simulate
-from detector.sim.scenario import Scenario
+from detector_lab.evaluation.run import prepare_scenario
+from detector_lab.sim.generate import simulate
+from detector_lab.sim.scenario import Scenario
 
 EVENTS_PER_SCALE_GUESS = 430_000  # the default scenario at scale 1: a first guess, then corrected
 SCALE_MARGIN = 1.05

@@ -1,6 +1,6 @@
 """A long run for memory: the bench's events, many times over, through one ``detector run``.
 
-``python -m detector.bench.soak --cycles 10`` (1 million events from the 100,000 default
+``python -m detector_lab.bench.soak --cycles 10`` (1 million events from the 100,000 default
 ones): each cycle gets new event ids and timestamps one event-time span later, so every
 event is applied; the worker's RSS is printed at each tenth of the progress. Unlike
 ``detector bench --events 1000000``, nothing holds a million events in memory.
@@ -22,10 +22,10 @@ import psutil
 import yaml
 from kafka import KafkaConsumer, TopicPartition
 
-from detector.bench.events import prepare_events
 from detector.config import Settings
 from detector.embedded import EmbeddedKafka, EmbeddedRedis
 from detector.io.kafka import ensure_topics, make_producer
+from detector_lab.bench.events import prepare_events
 
 POLL_S = 2.0
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from detector.bench.cpus import describe, placed, split
+from detector_lab.bench.cpus import describe, placed, split
 
 linux_with_cpus = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,

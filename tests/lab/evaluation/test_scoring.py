@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detector.evaluation.scoring import adjusted_rand_index, evaluate, quantile
+from detector_lab.evaluation.scoring import adjusted_rand_index, evaluate, quantile
 
 LABELS = {
     "b1": {"label": "benign", "group": "users"},

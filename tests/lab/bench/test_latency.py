@@ -8,14 +8,14 @@ import threading
 import pytest
 
 from detector.app import GC_YOUNG_THRESHOLD
-from detector.bench.latency import (
+from detector_lab.bench.latency import (
     GENERATOR_NICE,
     _settled_heap,
     _yielding,
     commit_times,
     latency_summary,
 )
-from detector.bench.topic import Sent
+from detector_lab.bench.topic import Sent
 
 
 def test_commit_time_is_the_first_read_showing_the_offset_committed() -> None:

@@ -8,21 +8,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from rich.table import Table
 
-from detector.bench.latency import GENERATOR_NICE, POLL_EVERY_S
-from detector.bench.parallel import TRIALS
-from detector.bench.stats import ratio, spread
-from detector.bench.topic import PACE_TICK_S, PACED_LINGER_MS
+from detector_lab.bench.latency import GENERATOR_NICE, POLL_EVERY_S
+from detector_lab.bench.parallel import TRIALS
+from detector_lab.bench.stats import ratio, spread
+from detector_lab.bench.topic import PACE_TICK_S, PACED_LINGER_MS
 
 if TYPE_CHECKING:
-    from detector.bench.events import BenchEvents
-    from detector.bench.offline import OfflineRun
-    from detector.bench.parallel import ParallelRun
-    from detector.bench.run import BenchOptions
-    from detector.bench.throughput import DetectorRun
-    from detector.bench.topic import CeilingRun
+    from detector_lab.bench.events import BenchEvents
+    from detector_lab.bench.offline import OfflineRun
+    from detector_lab.bench.parallel import ParallelRun
+    from detector_lab.bench.run import BenchOptions
+    from detector_lab.bench.throughput import DetectorRun
+    from detector_lab.bench.topic import CeilingRun
 
-SCHEMA = "detector.bench.v1"
-LATENCY_SCHEMA = "detector.bench.latency.v1"  # ``detector bench --latency-rate``: latency alone
+SCHEMA = "detector_lab.bench.v1"
+LATENCY_SCHEMA = "detector_lab.bench.latency.v1"  # ``detector bench --latency-rate``: latency alone
 TOP_COMMANDS = 12
 NOT_DETECTOR_COMMANDS = frozenset({"info"})  # the bench's own probes
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from detector.bench.scrape import parse
 from detector.metrics import Metrics
+from detector_lab.bench.scrape import parse
 
 
 def test_reads_the_workers_own_metrics() -> None:

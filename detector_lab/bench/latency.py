@@ -40,12 +40,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from detector.app import settle_heap
-from detector.bench.cpus import placed
-from detector.bench.stats import percentile, ratio
-from detector.bench.topic import CommittedOffsets, Sent, produce_paced
-from detector.bench.workers import Deployment
 from detector.errors import BenchError
 from detector.io.kafka import make_producer
+from detector_lab.bench.cpus import placed
+from detector_lab.bench.stats import percentile, ratio
+from detector_lab.bench.topic import CommittedOffsets, Sent, produce_paced
+from detector_lab.bench.workers import Deployment
 
 POLL_EVERY_S = 0.010  # an OffsetFetch costs ~0.5 ms of CPU here and some of the broker's
 # The paced producer stands for the inference fleet, which has CPUs of its own: on the bench
@@ -108,7 +108,7 @@ class LatencyRun:
     generator_lag_p50_ms: float
     generator_lag_p99_ms: float
     generator_lag_max_ms: float
-    cpu_placement: str  # detector.bench.cpus.describe
+    cpu_placement: str  # detector_lab.bench.cpus.describe
 
 
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import orjson
 
-from detector.bench.events import BenchEvents
-from detector.bench.offline import OfflineRun
-from detector.bench.parallel import ParallelRun
-from detector.bench.report import (
+from detector_lab.bench.events import BenchEvents
+from detector_lab.bench.offline import OfflineRun
+from detector_lab.bench.parallel import ParallelRun
+from detector_lab.bench.report import (
     LATENCY_SCHEMA,
     build,
     build_latency,
@@ -18,9 +18,9 @@ from detector.bench.report import (
     scaling_line,
     to_json,
 )
-from detector.bench.run import BenchOptions
-from detector.bench.throughput import DetectorRun
-from detector.bench.topic import CeilingRun
+from detector_lab.bench.run import BenchOptions
+from detector_lab.bench.throughput import DetectorRun
+from detector_lab.bench.topic import CeilingRun
 
 
 def _detector(workers: int, seconds: float) -> DetectorRun:
@@ -143,7 +143,7 @@ def test_redis_cost_leaves_out_the_bench_probes() -> None:
 
 def test_json_and_markdown_render() -> None:
     result = _result()
-    assert orjson.loads(to_json(result))["schema"] == "detector.bench.v1"
+    assert orjson.loads(to_json(result))["schema"] == "detector_lab.bench.v1"
     page = markdown(result)
     assert "| detector, 2 workers (end to end) | 3,200 | 11% |" in page
     assert "| 40 ms | 80 ms | 120 ms | 200 ms | 50 ms | 6.0 ms |" in page

@@ -14,16 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from detector.app import checkpoint_key
-from detector.bench import report
-from detector.bench.events import BenchEvents, prepare_events
-from detector.bench.latency import LatencyRun, measure_latency
-from detector.bench.machine import describe_machine, embedded_broker_version, load_average
-from detector.bench.offline import OfflineRun, head, run_replay
-from detector.bench.parallel import ParallelRun, measure_parallel
-from detector.bench.redis_probe import INDEX_FAMILIES, RedisProbe
-from detector.bench.stats import percentile, ratio
-from detector.bench.throughput import DetectorRun, run_deployment
-from detector.bench.topic import (
+from detector.config import KafkaSettings, RedisSettings, Settings
+from detector.embedded import embedded_services
+from detector.errors import ConfigError
+from detector.io.roundtrip import connect
+from detector_lab.bench import report
+from detector_lab.bench.events import BenchEvents, prepare_events
+from detector_lab.bench.latency import LatencyRun, measure_latency
+from detector_lab.bench.machine import describe_machine, embedded_broker_version, load_average
+from detector_lab.bench.offline import OfflineRun, head, run_replay
+from detector_lab.bench.parallel import ParallelRun, measure_parallel
+from detector_lab.bench.redis_probe import INDEX_FAMILIES, RedisProbe
+from detector_lab.bench.stats import percentile, ratio
+from detector_lab.bench.throughput import DetectorRun, run_deployment
+from detector_lab.bench.topic import (
     CeilingRun,
     CommittedOffsets,
     consume_ceiling,
@@ -32,11 +36,7 @@ from detector.bench.topic import (
     produce_all,
     read_events,
 )
-from detector.bench.workers import Deployment
-from detector.config import KafkaSettings, RedisSettings, Settings
-from detector.embedded import embedded_services
-from detector.errors import ConfigError
-from detector.io.roundtrip import connect
+from detector_lab.bench.workers import Deployment
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); total 0: unknown
 CEILING_TIMEOUT_S = 300.0

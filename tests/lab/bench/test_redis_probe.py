@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from detector.bench.redis_probe import AccountMemory, command_delta, glob_escape
+from detector_lab.bench.redis_probe import AccountMemory, command_delta, glob_escape
 
 
 def test_command_delta_keeps_what_ran() -> None:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.sim import text
-from detector.sim.scenario import (
+from detector_lab.sim import text
+from detector_lab.sim.scenario import (
     AppBackends,
     BenchmarkRuns,
     EnterpriseBatch,

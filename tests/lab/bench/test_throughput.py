@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from detector.bench.throughput import Sample, measured_window, rss_trace
+from detector_lab.bench.throughput import Sample, measured_window, rss_trace
 
 
 def _s(t: float, committed: int, consumed: tuple[float, ...], rss: int = 1 << 20) -> Sample:

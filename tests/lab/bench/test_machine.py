@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from detector.bench.machine import describe_python
+from detector_lab.bench.machine import describe_python
 
 
 def test_describe_python_names_the_version() -> None:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from detector.bench.run import BenchOptions, uses_external
 from detector.config import Settings
 from detector.errors import ConfigError
+from detector_lab.bench.run import BenchOptions, uses_external
 
 
 def test_defaults_are_sound() -> None:
