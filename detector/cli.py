@@ -20,6 +20,8 @@ from detector.config import load_settings
 from detector.errors import DetectorError
 
 log = logging.getLogger("detector")
+# What the lab extra brings (detector_lab: simulate, eval, bench), for a one-line error.
+LAB_MODULES = frozenset({"matplotlib", "psutil"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False
         )
         return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in LAB_MODULES:
+            raise
+        install = "pip install 'llm-distill-detector[lab]'"
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] `detector {args.command}` needs the lab extra ({exc.name} is "
+            f"not installed): {escape(install)}",
+            highlight=False,
+        )
+        return 2
     except KeyboardInterrupt:  # Ctrl-C before the command's own handler was in place
         return 130
 
@@ -51,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="consume query events from Kafka and publish alerts")
     _config_arg(run)

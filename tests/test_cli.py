@@ -121,3 +121,28 @@ def test_ctrl_c_before_the_command_handles_it_exits_quietly(
     monkeypatch.setattr(detector.cli, "_show_config", interrupted)
     assert main(["config"]) == 130
     assert capsys.readouterr().err == ""
+
+
+def test_a_lab_command_without_the_lab_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def without_psutil(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'psutil'", name="psutil")
+
+    monkeypatch.setattr(detector.cli, "_bench", without_psutil)
+    assert main(["bench"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: `detector bench` needs the lab extra (psutil is not installed): "
+        "pip install 'llm-distill-detector[lab]'"
+    )
+
+
+def test_a_missing_module_of_the_product_is_not_blamed_on_the_lab(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def without_redis(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'redis'", name="redis")
+
+    monkeypatch.setattr(detector.cli, "_bench", without_redis)
+    with pytest.raises(ModuleNotFoundError):
+        main(["bench"])
