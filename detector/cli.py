@@ -249,7 +249,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from detector.demo import run_demo
+    from detector.programs.demo import run_demo
 
     run_demo(load_settings(args.config), args.duration, Console(), _stop_on_signals())
     return 0
@@ -346,14 +346,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _tap(args: argparse.Namespace) -> int:
-    from detector.tap import run_tap
+    from detector.programs.tap import run_tap
 
     run_tap(load_settings(args.config), _stop_on_signals())
     return 0
 
 
 def _pager(args: argparse.Namespace) -> int:
-    from detector.pager import run_pager
+    from detector.programs.pager import run_pager
 
     run_pager(load_settings(args.config), _stop_on_signals())
     return 0

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from detector import native
-from tests.programs import REPO, run
+from tests.tools import REPO, run
 
 DETECTOR = (sys.executable, "-m", "detector.cli")
 

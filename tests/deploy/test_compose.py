@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from detector.config import Settings
-from tests.programs import DEPLOY, REPO, binary, run
+from tests.tools import DEPLOY, REPO, binary, run
 
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"

@@ -8,13 +8,13 @@ import json
 
 import yaml
 
-from detector.dashboard import DASHBOARD_PATH, build_dashboard, dashboard_queries, render
-from tests.programs import DEPLOY
+from detector.programs.dashboard import DASHBOARD_PATH, build_dashboard, dashboard_queries, render
+from tests.tools import DEPLOY
 
 
 def test_committed_json_is_what_the_code_generates() -> None:
     assert DASHBOARD_PATH.read_text(encoding="utf-8") == render(build_dashboard()), (
-        "deploy/grafana/dashboards/detector.json is stale: run `python -m detector.dashboard`"
+        "deploy/grafana/dashboards/detector.json is stale: run `python -m detector.programs.dashboard`"
     )
 
 

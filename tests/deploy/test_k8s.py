@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from detector.config import build_settings
-from tests.programs import DEPLOY, run
+from tests.tools import DEPLOY, run
 
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # native sidecars (init containers with restartPolicy) need 1.29+

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from detector.config import Settings
-from tests.programs import DEPLOY, REPO, binary, run
+from tests.tools import DEPLOY, REPO, binary, run
 
 RULES = DEPLOY / "prometheus" / "rules" / "detector.rules.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "tests" / "detector.rules.test.yml"

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from detector.config import Settings
-from detector.demo import run_demo
+from detector.programs.demo import run_demo
 from detector_lab.sim.basic import BasicTraffic
 
 pytestmark = pytest.mark.integration

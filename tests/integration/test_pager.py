@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detector.config import Settings
-from detector.pager import run_pager
+from detector.programs.pager import run_pager
 from tests.integration.helpers import TopicReader, produce, wait_until
 from tests.integration.test_service import RunningService
-from tests.programs import WebhookReceiver, alertmanager, alertmanager_test_config
+from tests.tools import WebhookReceiver, alertmanager, alertmanager_test_config
 
 pytestmark = pytest.mark.integration
 

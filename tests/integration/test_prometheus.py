@@ -15,13 +15,13 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from detector.config import Settings
-from detector.dashboard import DASHBOARD_PATH, dashboard_queries
-from detector.pager import run_pager
-from detector.tap import EVENTS_PATH, run_tap
+from detector.programs.dashboard import DASHBOARD_PATH, dashboard_queries
+from detector.programs.pager import run_pager
+from detector.programs.tap import EVENTS_PATH, run_tap
 from detector_lab.sim.basic import BasicTraffic, generate
 from tests.integration.helpers import produce, wait_until
 from tests.integration.test_service import RunningService
-from tests.programs import (
+from tests.tools import (
     DEPLOY,
     http_get,
     prometheus,

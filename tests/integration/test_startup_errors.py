@@ -16,13 +16,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
-import detector.demo
+import detector.programs.demo
 from detector.config import Settings
-from detector.demo import run_demo
 from detector.embedded import EmbeddedKafka, free_port
 from detector.errors import RedisUnavailable
 from detector.io.kafka import ensure_topics
 from detector.metrics import Metrics
+from detector.programs.demo import run_demo
 from tests.integration.helpers import run_detector
 
 pytestmark = pytest.mark.integration
@@ -145,7 +145,7 @@ def _dies_once_ready(
 def test_the_demo_fails_when_its_service_dies_while_it_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(detector.demo, "run_service", _dies_once_ready)
+    monkeypatch.setattr(detector.programs.demo, "run_service", _dies_once_ready)
     out = io.StringIO()
     started = time.monotonic()
     with pytest.raises(RedisUnavailable, match="does not answer"):

@@ -18,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from detector.config import Settings
 from detector.embedded import EmbeddedKafka
 from detector.io.kafka import ensure_topics
-from detector.tap import EVENTS_PATH, run_tap
+from detector.programs.tap import EVENTS_PATH, run_tap
 from tests.integration.helpers import TopicReader, wait_until
-from tests.programs import DEPLOY
+from tests.tools import DEPLOY
 
 pytestmark = pytest.mark.integration
 

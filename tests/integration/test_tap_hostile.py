@@ -22,7 +22,7 @@ from detector.events import QueryEvent, RawRecord
 from tests.hostile import hostile_messages
 from tests.integration.helpers import TopicReader
 from tests.integration.test_tap import NDJSON, RunningTap, _event
-from tests.programs import http_get
+from tests.tools import http_get
 
 pytestmark = pytest.mark.integration
 

@@ -28,10 +28,16 @@ from detector.config import Settings
 from detector.embedded import EmbeddedKafka, free_port
 from detector.health import HealthServer
 from detector.io.kafka import ensure_topics
-from detector.tap import Tap, TapHealth, close_producer, make_tap_producer, producer_failure
+from detector.programs.tap import (
+    Tap,
+    TapHealth,
+    close_producer,
+    make_tap_producer,
+    producer_failure,
+)
 from tests.integration.helpers import TopicReader, wait_until
 from tests.integration.test_tap import RunningTap, _event, _lines
-from tests.programs import http_get
+from tests.tools import http_get
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from detector.config import PagerSettings
-from detector.pager import PageBook, parse_alert, rfc3339, to_alertmanager
+from detector.programs.pager import PageBook, parse_alert, rfc3339, to_alertmanager
 
 SETTINGS = PagerSettings(quiet_after_s=600.0, resend_interval_s=60.0, accounts_listed=3)
 T0 = 1_800_000_000.0

@@ -12,9 +12,18 @@ from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 from prometheus_client import CollectorRegistry
 
-import detector.tap as tap_module
+import detector.programs.tap as tap_module
 from detector.config import Settings
-from detector.tap import Acks, Buffer, Gate, Reply, Tap, TapHealth, check_events, split_body
+from detector.programs.tap import (
+    Acks,
+    Buffer,
+    Gate,
+    Reply,
+    Tap,
+    TapHealth,
+    check_events,
+    split_body,
+)
 
 GOOD = {"event_id": "e1", "ts": 1_767_225_600.0, "account_id": "acct-1", "model": "m"}
 NOW = 1_767_230_000.0

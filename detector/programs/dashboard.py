@@ -1,6 +1,6 @@
 """The Grafana dashboard, as code (grafana-foundation-sdk), written as provisioning JSON.
 
-``python -m detector.dashboard`` writes ``deploy/grafana/dashboards/detector.json``;
+``python -m detector.programs.dashboard`` writes ``deploy/grafana/dashboards/detector.json``;
 a test regenerates it and compares it with the committed file, and another runs every
 query against a real Prometheus scraping a running detector. Panels fed by the Redis
 exporter (``redis_*`` metrics, oliver006/redis_exporter) say so in their description.
@@ -22,7 +22,7 @@ from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacem
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 DASHBOARD_PATH = (
-    Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards" / "detector.json"
+    Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "dashboards" / "detector.json"
 )
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="prometheus")  # provisioned with this uid
 RATE = "$__rate_interval"  # Grafana picks a window of at least four scrapes
