@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from kafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
 from detector.config import Settings
+from detector.embedded import free_port
 from detector.io.kafka import ensure_topics, make_producer
 from detector.state.account import AccountState
+from detector_lab.bench import scrape
 from detector_lab.sim.basic import BasicTraffic, generate
 from tests.hostile import hostile_messages, oversized
 from tests.integration.helpers import (
@@ -37,26 +36,6 @@ HOSTILE = 5_000
 SEED = int(os.environ.get("HOSTILE_TEST_SEED", "20261207"))
 TRAFFIC = BasicTraffic(benign_accounts=150, hours=3.0, abusive_per_hour=500.0, seed=5)
 MAX_MESSAGE_BYTES = 1024 * 1024  # Kafka's default message.max.bytes; Tansu has no limit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def _total(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
-    return sum(v for (n, _), v in metrics.items() if n == name)
 
 
 def _produce(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> int:
@@ -78,19 +57,20 @@ def _produce(settings: Settings, messages: list[tuple[bytes | None, bytes]]) -> 
 
 def _run(settings: Settings, tmp_path: Path, messages: list[tuple[bytes | None, bytes]]) -> Any:
     """Runs one worker over ``messages``; returns (produced, metrics, dead letters, states)."""
-    port = _free_port()
+    port = free_port()
     settings = settings.with_overrides(metrics={"port": port})
     produced = _produce(settings, messages)
     config = write_config(settings, tmp_path)
     worker = start_worker(config)
     try:
-        wait_until(lambda: _up(port), 30, "the worker's metrics")
+        wait_until(lambda: scrape.fetch(port), 30, "the worker's metrics")
 
         def accounted() -> bool:
             assert worker.poll() is None, f"the worker exited with {worker.returncode}"
-            m = _metrics(port)
+            m = scrape.fetch(port)
+            assert m is not None, "the worker's metrics are gone"
             done = sum(
-                _total(m, name)
+                m.total(name)
                 for name in (
                     "detector_events_applied_total",
                     "detector_events_duplicate_total",
@@ -105,8 +85,8 @@ def _run(settings: Settings, tmp_path: Path, messages: list[tuple[bytes | None, 
             wait_until(accounted, 180, "every message accounted for", every_s=0.5)
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {progress[0]:.0f} of {progress[1]}") from None
-        metrics = _metrics(port)
-        assert worker.poll() is None, "the worker exited"
+        metrics = scrape.fetch(port)
+        assert worker.poll() is None and metrics is not None, "the worker exited"
     finally:
         worker.terminate()
         code = worker.wait(30)
@@ -115,14 +95,6 @@ def _run(settings: Settings, tmp_path: Path, messages: list[tuple[bytes | None, 
     letters = reader.read_to_end(60, "dead letters")
     reader.close()
     return produced, metrics, letters, account_values(settings)
-
-
-def _up(port: int) -> bool:
-    try:
-        _metrics(port)
-        return True
-    except OSError:
-        return False
 
 
 def _counted(value: bytes | None, windows: int) -> AccountState:
@@ -170,9 +142,9 @@ def test_hostile_messages_never_stop_the_worker_and_lose_nothing(
     produced, metrics, letters, states = _run(service_settings, tmp_path / "mixed", order)
 
     assert produced >= len(valid) + HOSTILE  # the broker took every hostile message we count
-    applied = _total(metrics, "detector_events_applied_total")
-    duplicates = _total(metrics, "detector_events_duplicate_total")
-    invalid = _total(metrics, "detector_events_invalid_total")
+    applied = metrics.total("detector_events_applied_total")
+    duplicates = metrics.total("detector_events_duplicate_total")
+    invalid = metrics.total("detector_events_invalid_total")
     print(  # the figures behind the README's claim (pytest -s)
         f"\nproduced {produced} ({len(valid)} valid, {len(hostile_raw)} hostile): applied "
         f"{applied:.0f}, duplicates {duplicates:.0f}, dead-lettered {invalid:.0f}"
