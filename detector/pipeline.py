@@ -258,16 +258,16 @@ class Pipeline:
                 ts = last_ts.get(account, campaign.last)
                 result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
             if campaign.new_members:
-                marks.append(self.campaigns.mark_announced(campaign, campaign.new_members))
+                marks.append(self.campaigns.announced_command(campaign, campaign.new_members))
             changes: list[tuple[Finding, str]] = []  # (finding, trigger of its alert id)
             if campaign.listed:
                 changes.append((finding, str(campaign.members)))
-                marks.append(self.campaigns.mark_alerted(campaign))
+                marks.append(self.campaigns.alerted_command(campaign))
             moved = pivot(campaign, linked.model_first_seen, s, finding)
             if moved is not None:
                 model, pivot_finding = moved
                 changes.append((pivot_finding, model))
-                marks.append(self.campaigns.mark_pivot(campaign, model))
+                marks.append(self.campaigns.pivot_alerted_command(campaign, model))
             for change, trigger in changes:
                 result.alerts.append(
                     alerting.campaign_alert(
@@ -299,7 +299,7 @@ class Pipeline:
                     emitted_at=now,
                 )
             )
-            marks.append(self.campaigns.mark_source(mix, max(last_ts.values())))
+            marks.append(self.campaigns.source_alerted_command(mix, max(last_ts.values())))
         return marks
 
     def _decide(self, state: AccountState, snap: Snapshot) -> tuple[list[Alert], float]:

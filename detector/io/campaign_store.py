@@ -23,6 +23,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
 
+import orjson
 import redis
 
 from detector.config import CampaignSettings
@@ -70,7 +71,7 @@ class CampaignStore:
         self._sha = sha1(_LINK_LUA)
         # Per account (least recently linked out past ``remember_accounts``), for the values it
         # indexed last: when this worker indexed them, in event time and by ``clock``, and
-        # whether as a suspect's (``_marked``).
+        # whether as a suspect's (``_split_indexed``).
         self._indexed: OrderedDict[str, dict[str, tuple[float, float, bool]]] = OrderedDict()
         self._remember = remember_accounts if settings.index_refresh_s > 0 else 0
         self._clock = clock
@@ -94,37 +95,38 @@ class CampaignStore:
     ) -> Pending[LinkResult]:
         """``link``, sent now; its result is read when asked for."""
         s = self._settings
-        linked_through = linked_through or {}
-        args: list[Any] = [
-            s.min_suspects,
-            s.index_cap,
-            s.ttl_s,
-            self._max_listed,
-            s.realert_growth,
-            s.singleton_ttl_s,
-            s.churn_window_s,
-            len(linked_through),
-        ]
-        for where, offset in linked_through.items():
-            args += (where, offset)
-        indexing: list[list[str]] = []  # per account, the values it indexes now
         now = self._clock()
+        accounts, indexing = [], []  # indexing: per account, the values it indexes now
         for a in batch:
-            evidence, indexed = self._marked(a, now)
-            indexing.append(indexed)
-            args += [
-                a.account_id,
-                a.ts,
-                "1" if a.suspect else "0",
-                a.events,
-                a.capability,
-                len(evidence),
-                *evidence,
-                len(a.models),
-            ]
-            for model, count in a.models:
-                args += (model, count)
-        commands = [("EVALSHA", self._sha, 1, self._base, *args)] if batch else []
+            index, recent = self._split_indexed(a, now)
+            indexing.append(index)
+            accounts.append(
+                {
+                    "id": a.account_id,
+                    "ts": a.ts,
+                    "suspect": a.suspect,
+                    "events": a.events,
+                    "capability": a.capability,
+                    "index": index,
+                    "recent": recent,
+                    "models": dict(a.models),
+                }
+            )
+        # The script's argument, a named record: campaign_link.lua says what each field is for.
+        record = {
+            "settings": {
+                "min_suspects": s.min_suspects,
+                "index_cap": s.index_cap,
+                "ttl_s": s.ttl_s,
+                "listed": self._max_listed,
+                "realert_growth": s.realert_growth,
+                "singleton_ttl_s": s.singleton_ttl_s,
+                "churn_window_s": s.churn_window_s,
+            },
+            "watermarks": linked_through or {},
+            "accounts": accounts,
+        }
+        commands = [("EVALSHA", self._sha, 1, self._base, orjson.dumps(record))] if batch else []
         observe = self._metrics.redis_seconds.labels("link").observe
         trip = RoundTrip(self._client, commands, (_LINK_LUA,), observe)
         # A bound method in a partial, not a closure: compiled by mypyc, a closure and its
@@ -137,36 +139,35 @@ class CampaignStore:
         """The link script's reply as campaigns, sources and models' first sightings."""
         if not replies:
             return LinkResult([], [], {})
-        campaigns, sources, models = replies[0]
+        reply = orjson.loads(replies[0])
         self._remember_indexed(batch, indexing, now)
         churn_window_s = self._settings.churn_window_s
         return LinkResult(
-            [self._state(*c, churn_window_s) for c in campaigns],  # type: ignore[call-arg]
-            [self._source(*m) for m in sources],
-            {m: float(ts) for m, ts in _pairs(models)},
+            [_campaign(c, churn_window_s) for c in _list(reply["campaigns"])],
+            [_source(o) for o in _list(reply["sources"])],
+            {m: float(ts) for m, ts in reply["models"].items()},
         )
 
-    def _marked(self, a: AccountLinks, now: float) -> tuple[list[str], list[str]]:
-        """The account's evidence to send, each value this worker indexed for it within
-        ``index_refresh_s`` of event time or of ``now`` marked ``~``: traffic only. Such a
-        value goes only if it is an origin, whose traffic the script counts. Also the values
-        the call indexes now (the unmarked ones). A suspect's value indexed while the account
-        was not a suspect is indexed again: a suspect's indexing does more (and all that).
+    def _split_indexed(self, a: AccountLinks, now: float) -> tuple[list[str], list[str]]:
+        """The account's evidence to index now, and the origins this worker indexed for it
+        lately (within ``index_refresh_s`` of event time or of ``now``), sent for their
+        traffic only. Other values indexed lately are left out. A suspect's value indexed
+        while the account was not a suspect is indexed again: a suspect's indexing does more
+        (and all that).
 
         Both clocks must have moved on: entries expire by the wall clock, and a backlog or a
         replay runs through hours of event time in minutes (re-indexing its accounts at
         nearly every appearance had been most of the link script's work on such traffic)."""
         since, refresh = self._indexed.get(a.account_id, {}), self._settings.index_refresh_s
         stale_ts, stale_at = a.ts - refresh, now - refresh
-        send, indexed = [], []
+        index, recent = [], []
         for ev in a.evidence:
             at = since.get(ev)  # (event time, clock time, as a suspect's)
             if at is None or (at[0] <= stale_ts and at[1] <= stale_at) or (a.suspect and not at[2]):
-                send.append(ev)
-                indexed.append(ev)
+                index.append(ev)
             elif ev.startswith(ORIGIN_PREFIXES):
-                send.append(f"~{ev}")
-        return send, indexed
+                recent.append(ev)
+        return index, recent
 
     def _remember_indexed(
         self, batch: list[AccountLinks], indexing: list[list[str]], now: float
@@ -189,72 +190,69 @@ class CampaignStore:
         while len(indexed) > self._remember:
             indexed.popitem(last=False)
 
-    def mark_announced(self, campaign: CampaignState, accounts: list[str]) -> tuple[Any, ...]:
+    def announced_command(self, campaign: CampaignState, accounts: list[str]) -> tuple[Any, ...]:
         """The command that records the member alerts of ``accounts`` as published."""
         return ("SREM", f"{self._base}:p:{campaign.root}", *accounts)
 
-    def mark_alerted(self, campaign: CampaignState) -> tuple[Any, ...]:
+    def alerted_command(self, campaign: CampaignState) -> tuple[Any, ...]:
         """The command that records an alert for ``campaign``; run with the batch's state write."""
         return ("HSET", f"{self._base}:c:{campaign.root}", "alerted", campaign.members)
 
-    def mark_pivot(self, campaign: CampaignState, model: str) -> tuple[Any, ...]:
+    def pivot_alerted_command(self, campaign: CampaignState, model: str) -> tuple[Any, ...]:
         return ("HSET", f"{self._base}:c:{campaign.root}", f"pivot:{model}", 1)
 
-    def mark_source(self, source: SourceMix, ts: float) -> tuple[Any, ...]:
+    def source_alerted_command(self, source: SourceMix, ts: float) -> tuple[Any, ...]:
         key = f"{self._base}:src:{source.evidence}"
         return ("HSET", key, "alerted", repr(source.request_share), "alerted_ts", repr(ts))
 
-    @staticmethod
-    def _source(evidence: str, flat: list[str], accounts: int, campaign_accounts: int) -> SourceMix:
-        f = dict(_pairs(flat))
-        return SourceMix(
-            evidence=evidence,
-            requests=int(f.get("requests", 0)),
-            campaign_requests=int(f.get("campaign_requests", 0)),
-            accounts=int(accounts),
-            campaign_accounts=int(campaign_accounts),
-            campaign_root=f.get("campaign", ""),
-            alerted_share=float(f.get("alerted", 0.0)),
-            alerted_ts=float(f.get("alerted_ts", 0.0)),
-        )
 
-    @staticmethod
-    def _state(
-        root: str,
-        flat: list[str],
-        new: list[str],
-        listed: list[str],
-        recent: list[Any],
-        active: int,
-        churn_window_s: float,
-    ) -> CampaignState:
-        f = dict(_pairs(flat))
-        models: dict[str, int] = {}
-        population: dict[str, int] = {}
-        for _hour, counts, pop in recent:
-            for model, n in _pairs(counts):
-                models[model] = models.get(model, 0) + int(n)
-            for model, n in _pairs(pop):
-                population[model] = population.get(model, 0) + int(n)
-        return CampaignState(
-            root=root,
-            created=float(f.get("created", 0)),
-            last=float(f["last"] if "last" in f else f.get("created", 0)),
-            members=int(f.get("n", 0)),
-            alerted=int(f.get("alerted", 0)),
-            events=int(f.get("events", 0)),
-            kinds=tuple(sorted(filter(None, f.get("kinds", "").split(",")))),
-            # Sorted: a Redis set comes back in an order that differs from server to server,
-            # and member alerts go out in this order.
-            new_members=sorted(new),
-            listed=list(listed),
-            pivoted=frozenset(k.split(":", 1)[1] for k in f if k.startswith("pivot:")),
-            models=models,
-            population_models=population,
-            capabilities={k[4:]: int(v) for k, v in f.items() if k.startswith("cap:")},
-            joined_recently=_joined_within(f, churn_window_s),
-            active_recently=int(active),
-        )
+def _list(value: list[Any] | dict[str, Any]) -> list[Any]:
+    """A list from the script's reply: Lua has one table type, and an empty one comes as ``{}``."""
+    return value if isinstance(value, list) else []
+
+
+def _source(report: dict[str, Any]) -> SourceMix:
+    record: dict[str, str] = report["record"]
+    return SourceMix(
+        evidence=report["evidence"],
+        requests=int(record.get("requests", 0)),
+        campaign_requests=int(record.get("campaign_requests", 0)),
+        accounts=int(report["accounts"]),
+        campaign_accounts=int(report["campaign_accounts"]),
+        campaign_root=record.get("campaign", ""),
+        alerted_share=float(record.get("alerted", 0.0)),
+        alerted_ts=float(record.get("alerted_ts", 0.0)),
+    )
+
+
+def _campaign(report: dict[str, Any], churn_window_s: float) -> CampaignState:
+    record: dict[str, str] = report["record"]
+    models: dict[str, int] = {}
+    population: dict[str, int] = {}
+    for hour in _list(report["hours"]):
+        for model, n in hour["campaign"].items():
+            models[model] = models.get(model, 0) + int(n)
+        for model, n in hour["population"].items():
+            population[model] = population.get(model, 0) + int(n)
+    return CampaignState(
+        root=report["root"],
+        created=float(record.get("created", 0)),
+        last=float(record["last"] if "last" in record else record.get("created", 0)),
+        members=int(record.get("n", 0)),
+        alerted=int(record.get("alerted", 0)),
+        events=int(record.get("events", 0)),
+        kinds=tuple(sorted(filter(None, record.get("kinds", "").split(",")))),
+        # Sorted: a Redis set comes back in an order that differs from server to server,
+        # and member alerts go out in this order.
+        new_members=sorted(_list(report["new"])),
+        listed=_list(report["listed"]),
+        pivoted=frozenset(k.split(":", 1)[1] for k in record if k.startswith("pivot:")),
+        models=models,
+        population_models=population,
+        capabilities={k[4:]: int(v) for k, v in record.items() if k.startswith("cap:")},
+        joined_recently=_joined_within(record, churn_window_s),
+        active_recently=int(report["active"]),
+    )
 
 
 def _joined_within(record: dict[str, str], window_s: float) -> int:
