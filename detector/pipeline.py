@@ -1,20 +1,19 @@
-"""The spine: one batch goes decode -> state -> features -> detectors -> campaigns -> alerts -> durable.
+"""The spine: one batch goes decode -> load -> features -> state -> detectors -> link -> send.
 
-Two Redis round trips per batch: the first writes the previous batch's state and loads
-this one's, the second links campaigns. A batch's state is therefore written at the start
-of the next batch (or by ``flush`` when the stream pauses). The records whose effects that
-write made durable go to ``on_durable`` at once, so the caller commits them while this
-batch is still being processed, and are listed again in the result. Each round trip is sent
-before work that does not need its replies (features while the state loads, encoding the
-state's write while campaigns link), so Redis works on the other core meanwhile.
+``Pipeline.process`` reads as those stages. Two Redis round trips per batch: the first writes
+the previous batch's state and loads this one's (``_load``), the second links campaigns
+(``_link``). A batch's state is therefore written at the start of the next batch (or by
+``flush`` when the stream pauses): until then it is a ``lifecycle.PendingBatch``, whose
+docstring lists the steps from sent to committed. The records whose effects that write made
+durable go to ``on_durable`` at once, so the caller commits them while this batch is still
+being processed, and are listed again in the result. Each round trip is sent before work
+that does not need its replies (features while the state loads, encoding the state's write
+while campaigns link), so Redis works on the other core meanwhile.
 
 Alerts are published before the state write, so a crash between the two re-sends the
-same alerts (same ``alert_id``) rather than losing them. Campaign and member alerts are
-marked as sent in that same write, so a crash before it re-sends them too, and the
-campaign link step counts a partition's events only once (link watermarks). A batch's
-alerts and dead letters go to the producer when it ends and are waited for just before
-its write, by when the broker has long acknowledged them; a failed delivery sends them
-again on the next try.
+same alerts (same ``alert_id``) rather than losing them. Campaign, member and source alerts
+are recorded as sent in that same write, so a crash before it re-sends them too, and the
+link counts a partition's events only once (link watermarks).
 """
 
 from __future__ import annotations
@@ -33,16 +32,17 @@ from detector.decode import decode_batch
 from detector.detectors import Finding
 from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.detectors.suite import DetectorSuite
-from detector.events import Alert, DeadLetter, RawRecord
+from detector.events import Alert, DeadLetter, QueryEvent, RawRecord
 from detector.features import EventFeatures, extract_batch
 from detector.features.intent import IntentTagger
 from detector.io import AlertSink, DeadLetterSink
 from detector.io.account_store import AccountStore, LoadedBatch
 from detector.io.campaign_store import CampaignStore, link_watermarks, partition_key
 from detector.io.roundtrip import Pending
+from detector.lifecycle import PendingBatch, StateWrite
 from detector.metrics import Metrics
 from detector.state.account import AccountState, Snapshot, apply_event
-from detector.state.campaigns import AccountLinks, campaign_id
+from detector.state.campaigns import AccountLinks, LinkResult, campaign_id
 from detector.state.profile import focus, lockstep_bands
 
 T = TypeVar("T")
@@ -91,20 +91,15 @@ class Pipeline:
         self.settings = settings
         self.store = store
         self.suite = suite
-        self.alerts = alerts
-        self.dead_letters = dead_letters
+        self.outputs = (alerts, dead_letters)
         self.metrics = metrics
         self.checkpoint_key = checkpoint_key
         self.campaigns = campaigns
         self.clock = clock
         self._batches = 0
         self.tagger = IntentTagger(settings.intent.patterns)
-        # The last batch, processed and published but not yet written: (state, commands, records).
-        self._unwritten: tuple[LoadedBatch, list[tuple[Any, ...]], list[RawRecord]] | None = None
+        self._pending: PendingBatch | None = None  # the last batch, not yet written
         self._durable: list[RawRecord] = []  # written, not yet handed to the caller
-        # Alerts and dead letters of the unwritten batch, and whether a delivery of them failed.
-        self._undelivered: tuple[list[Alert], list[DeadLetter]] = ([], [])
-        self._resend = False
 
     def process(
         self, records: list[RawRecord], on_durable: Callable[[list[RawRecord]], Any] | None = None
@@ -114,47 +109,13 @@ class Pipeline:
         result = BatchResult(consumed=len(records))
         events, dead = decode_batch(records, self.clock() + self.settings.features.max_future_s)
         result.invalid = len(dead)
-
-        # The round trip that makes the previous batch durable goes first, before this
-        # batch's features, so that batch is committed as early as it can be.
-        reads = [self.campaigns.watermarks_command()] if self.campaigns else []
-        write = self._unwritten
-        self._deliver()
-        accounts = (e.account_id for e in events)
-        pending = self.store.send_load(accounts, reads, *(write[:2] if write else (None, None)))
-        feats = _meanwhile(pending, extract_batch, events, self.settings.features, self.tagger)
-        loaded = pending.result()
-        if write is not None:
-            self._written(write[2], loaded.conflicts, result)
-            if on_durable is not None:
-                on_durable(write[2])
-
-        applied: dict[str, list[EventFeatures]] = defaultdict(list)
-        suspicion: dict[str, float] = defaultdict(float)
-        for feat in feats:
-            state = loaded.states[feat.account_id]
-            snap = apply_event(state, feat, self.settings.state)
-            if snap is None:
-                result.duplicates += 1
-                continue
-            result.applied += 1
-            result.late += snap.late
-            applied[feat.account_id].append(feat)
-            alerts, score = self._decide(state, snap)
-            result.alerts.extend(alerts)
-            suspicion[feat.account_id] = max(suspicion[feat.account_id], score)
-
-        marks = []
-        if self.campaigns and records:
-            counted = link_watermarks(loaded.extra[0])
-            marks = self._campaigns(records[0].topic, counted, applied, loaded, suspicion, result)
-        else:
-            self.store.encode(loaded)
+        loaded, feats = self._load(events, result, on_durable)
+        applied, suspicion = self._apply(feats, loaded, result)
+        alerts, commands = self._link(records, applied, loaded, suspicion)
+        result.alerts.extend(alerts)
         # Sent only once nothing can fail: a batch processed again sends them again.
-        self.alerts.send(result.alerts)
-        self.dead_letters.send(dead)
-        self._undelivered = (result.alerts, dead)
-        self._unwritten = (loaded, self._checkpoint_due() + marks, records)
+        write = StateWrite(loaded, self._checkpoint_due() + commands)
+        self._pending = PendingBatch.sent(write, records, result.alerts, dead, self.outputs)
         result.durable, self._durable = self._durable, []
         self._observe(result, dead, time.perf_counter() - started)
         return result
@@ -170,15 +131,12 @@ class Pipeline:
             DeadLetter("processing_error", f"{name} while processing", r, error=name)
             for r in records
         ]
-        alerts, letters = self._undelivered
-        self._undelivered = (alerts, letters + dead)
-        self.dead_letters.send(dead)
-        self._deliver()
-        if self._unwritten is None:
-            self._durable.extend(records)
-        else:
-            loaded, commands, before = self._unwritten
-            self._unwritten = (loaded, commands, before + records)
+        pending = self._pending or PendingBatch(None, [])
+        pending.join(records, dead, self.outputs)
+        pending.deliver(self.outputs)
+        self._pending = pending
+        if pending.write is None:
+            self._written([], BatchResult())
         result = BatchResult(consumed=len(records), invalid=len(records))
         result.durable, self._durable = self._durable, []
         self.metrics.events_consumed.inc(len(records))
@@ -187,15 +145,17 @@ class Pipeline:
 
     @property
     def unwritten(self) -> bool:
-        return self._unwritten is not None
+        return self._pending is not None
 
     def flush(self) -> BatchResult:
         """Write the last batch's state now (the stream paused, or the worker stops)."""
         result = BatchResult()
-        if self._unwritten is not None:
-            self._deliver()
-            loaded, commands, records = self._unwritten
-            self._written(records, self.store.save(loaded, commands), result)
+        pending = self._pending
+        if pending is not None:
+            pending.deliver(self.outputs)
+            write = pending.write
+            conflicts = self.store.save(write.states, write.commands) if write else []
+            self._written(conflicts, result)
         result.durable, self._durable = self._durable, []
         if result.conflicts:
             self.metrics.state_conflicts.inc(len(result.conflicts))
@@ -204,103 +164,85 @@ class Pipeline:
     def close(self) -> None:
         self.store.close()
 
-    def _deliver(self) -> None:
-        """Wait until the unwritten batch's alerts and dead letters are acknowledged."""
-        alerts, dead = self._undelivered
-        if self._resend:  # the last try failed: the producer has dropped them
-            self.alerts.send(alerts)
-            self.dead_letters.send(dead)
-        self._resend = True
-        self.alerts.flush()
-        self.dead_letters.flush()
-        self._undelivered, self._resend = ([], []), False
-
-    def _written(self, records: list[RawRecord], conflicts: list[str], result: BatchResult) -> None:
-        self._unwritten = None
-        self._durable.extend(records)
-        result.conflicts = conflicts
-
-    def _campaigns(
+    def _load(
         self,
-        topic: str,
-        counted: dict[str, int],
+        events: list[QueryEvent],
+        result: BatchResult,
+        on_durable: Callable[[list[RawRecord]], Any] | None,
+    ) -> tuple[LoadedBatch, list[EventFeatures]]:
+        """Load the batch's account states, in the round trip that writes the previous batch
+        (delivered first), and extract features meanwhile. That write goes first, before
+        this batch's features, so the previous batch is committed as early as it can be."""
+        pending = self._pending
+        write = None
+        if pending is not None:
+            pending.deliver(self.outputs)
+            write = pending.write
+        reads = [self.campaigns.watermarks_command()] if self.campaigns else []
+        accounts = (e.account_id for e in events)
+        trip = self.store.send_load(
+            accounts, reads, *((write.states, write.commands) if write else (None, None))
+        )
+        feats = _meanwhile(trip, extract_batch, events, self.settings.features, self.tagger)
+        loaded = trip.result()
+        if pending is not None:
+            records = pending.records
+            self._written(loaded.conflicts, result)
+            if on_durable is not None:
+                on_durable(records)
+        return loaded, feats
+
+    def _apply(
+        self, feats: list[EventFeatures], loaded: LoadedBatch, result: BatchResult
+    ) -> tuple[dict[str, list[EventFeatures]], dict[str, float]]:
+        """Each event into its account's state, then the detectors; per account, the events
+        applied and how suspect it looks (its highest finding score)."""
+        applied: dict[str, list[EventFeatures]] = defaultdict(list)
+        suspicion: dict[str, float] = defaultdict(float)
+        for feat in feats:
+            state = loaded.states[feat.account_id]
+            snap = apply_event(state, feat, self.settings.state)
+            if snap is None:
+                result.duplicates += 1
+                continue
+            result.applied += 1
+            result.late += snap.late
+            applied[feat.account_id].append(feat)
+            alerts, score = self._decide(state, snap)
+            result.alerts.extend(alerts)
+            suspicion[feat.account_id] = max(suspicion[feat.account_id], score)
+        return applied, suspicion
+
+    def _link(
+        self,
+        records: list[RawRecord],
         applied: dict[str, list[EventFeatures]],
         loaded: LoadedBatch,
         suspicion: dict[str, float],
-        result: BatchResult,
-    ) -> list[tuple[Any, ...]]:
-        """Link the batch's accounts through shared evidence; alert on what changed.
-
-        ``counted`` says how far each partition's traffic is already in the campaign counts
-        (a batch processed again after a crash links again but does not count twice).
-        Returns the commands that record the alerts, written with the batch's state.
-        """
-        s = self.settings.campaigns
-        assert self.campaigns is not None
-        states = loaded.states
-        through, fresh = uncounted(topic, counted, applied)
-        links = account_links(applied, fresh, states, suspicion, self.settings)
+    ) -> tuple[list[Alert], list[tuple[Any, ...]]]:
+        """Link the batch's accounts through shared evidence; the alerts on what changed and
+        the commands that record them as sent, written with the batch's state. The states
+        are final here: their write is encoded while Redis links."""
+        if self.campaigns is None or not records:
+            self.store.encode(loaded)
+            return [], []
+        # How far each partition's traffic is already counted: a batch processed again after
+        # a crash links again but does not count twice.
+        counted = link_watermarks(loaded.extra[0])
+        through, fresh = uncounted(records[0].topic, counted, applied)
+        links = account_links(applied, fresh, loaded.states, suspicion, self.settings)
+        trip = self.campaigns.send_link(links, through)
+        _meanwhile(trip, self.store.encode, loaded)
+        linked = trip.result()
         last_ts = {link.account_id: link.ts for link in links}
-        # The states are final: their write is encoded while Redis links.
-        pending = self.campaigns.send_link(links, through)
-        _meanwhile(pending, self.store.encode, loaded)
-        linked = pending.result()
-        marks: list[tuple[Any, ...]] = []
-        now = self.clock()
-        judged = {}
-        for campaign in linked.campaigns:
-            if campaign.members < s.min_suspects:
-                continue
-            finding = judge(campaign, s)
-            cid = campaign.campaign_id
-            judged[campaign.root] = finding
-            for account in campaign.new_members:
-                ts = last_ts.get(account, campaign.last)
-                result.alerts.append(alerting.member_alert(account, cid, finding, ts, now))
-            if campaign.new_members:
-                marks.append(self.campaigns.announced_command(campaign, campaign.new_members))
-            changes: list[tuple[Finding, str]] = []  # (finding, trigger of its alert id)
-            if campaign.listed:
-                changes.append((finding, str(campaign.members)))
-                marks.append(self.campaigns.alerted_command(campaign))
-            moved = pivot(campaign, linked.model_first_seen, s, finding)
-            if moved is not None:
-                model, pivot_finding = moved
-                changes.append((pivot_finding, model))
-                marks.append(self.campaigns.pivot_alerted_command(campaign, model))
-            for change, trigger in changes:
-                result.alerts.append(
-                    alerting.campaign_alert(
-                        cid,
-                        change,
-                        trigger=trigger,
-                        accounts=campaign.listed,
-                        members=campaign.members,
-                        ts=campaign.last,
-                        first_seen=campaign.created,
-                        events=campaign.events,
-                        emitted_at=now,
-                    )
-                )
-        for mix in linked.sources:
-            found = source(mix, s, max(last_ts.values()))
-            if found is None:
-                continue
-            evidence = dict(found.evidence, campaign_id=campaign_id(mix.campaign_root))
-            found = msgspec.structs.replace(found, evidence=evidence)
-            result.alerts.append(
-                alerting.source_alert(
-                    mix.evidence,
-                    found,
-                    trigger=f"{mix.request_share:.1f}",
-                    campaign_accounts=mix.campaign_accounts,
-                    requests=mix.requests,
-                    ts=max(last_ts.values()),
-                    emitted_at=now,
-                )
-            )
-            marks.append(self.campaigns.source_alerted_command(mix, max(last_ts.values())))
-        return marks
+        return campaign_alerts(linked, last_ts, self.campaigns, self.settings, self.clock())
+
+    def _written(self, conflicts: list[str], result: BatchResult) -> None:
+        """The pending batch's state is written: its records are durable."""
+        assert self._pending is not None
+        self._durable.extend(self._pending.written())
+        self._pending = None
+        result.conflicts = conflicts
 
     def _decide(self, state: AccountState, snap: Snapshot) -> tuple[list[Alert], float]:
         """Alerts for one snapshot, and how suspect the account looks (highest finding score)."""
@@ -314,7 +256,7 @@ class Pipeline:
         cooldown_s = self.settings.alerting.cooldown_s
         for finding in findings:
             if alerting.should_emit(state, finding, snap.ts, cooldown_s):
-                alerting.mark_emitted(state, finding, snap.ts)
+                alerting.start_cooldown(state, finding, snap.ts)
                 out.append(alerting.account_alert(snap, finding, context, self.clock()))
         self.suite.learn(snap, flagged=any(f.rank >= FLAG_RANK for f in findings))
         # A template alone is what batch jobs do; intent or volume make an account a suspect.
@@ -351,6 +293,74 @@ def _meanwhile(pending: Pending[Any], work: Callable[..., T], *args: Any) -> T:
     except BaseException:
         pending.discard()
         raise
+
+
+def campaign_alerts(
+    linked: LinkResult,
+    last_ts: dict[str, float],
+    store: CampaignStore,
+    settings: Settings,
+    now: float,
+) -> tuple[list[Alert], list[tuple[Any, ...]]]:
+    """Alerts on the campaigns and origins a link touched (new members, material growth, a
+    move to a new model, an origin whose traffic is mostly a campaign's), and the commands
+    that record them as sent. ``last_ts``: each linked account's latest event time."""
+    s = settings.campaigns
+    alerts: list[Alert] = []
+    commands: list[tuple[Any, ...]] = []
+    for campaign in linked.campaigns:
+        if campaign.members < s.min_suspects:
+            continue
+        finding = judge(campaign, s)
+        cid = campaign.campaign_id
+        for account in campaign.new_members:
+            ts = last_ts.get(account, campaign.last)
+            alerts.append(alerting.member_alert(account, cid, finding, ts, now))
+        if campaign.new_members:
+            commands.append(store.announced_command(campaign, campaign.new_members))
+        changes: list[tuple[Finding, str]] = []  # (finding, trigger of its alert id)
+        if campaign.listed:
+            changes.append((finding, str(campaign.members)))
+            commands.append(store.alerted_command(campaign))
+        moved = pivot(campaign, linked.model_first_seen, s, finding)
+        if moved is not None:
+            model, pivot_finding = moved
+            changes.append((pivot_finding, model))
+            commands.append(store.pivot_alerted_command(campaign, model))
+        for change, trigger in changes:
+            alerts.append(
+                alerting.campaign_alert(
+                    cid,
+                    change,
+                    trigger=trigger,
+                    accounts=campaign.listed,
+                    members=campaign.members,
+                    ts=campaign.last,
+                    first_seen=campaign.created,
+                    events=campaign.events,
+                    emitted_at=now,
+                )
+            )
+    latest = max(last_ts.values(), default=0.0)
+    for mix in linked.sources:
+        found = source(mix, s, latest)
+        if found is None:
+            continue
+        evidence = dict(found.evidence, campaign_id=campaign_id(mix.campaign_root))
+        found = msgspec.structs.replace(found, evidence=evidence)
+        alerts.append(
+            alerting.source_alert(
+                mix.evidence,
+                found,
+                trigger=f"{mix.request_share:.1f}",
+                campaign_accounts=mix.campaign_accounts,
+                requests=mix.requests,
+                ts=latest,
+                emitted_at=now,
+            )
+        )
+        commands.append(store.source_alerted_command(mix, latest))
+    return alerts, commands
 
 
 def account_links(
