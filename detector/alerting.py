@@ -37,7 +37,8 @@ def should_emit(state: AccountState, finding: Finding, ts: float, cooldown_s: fl
     return ts - last_ts >= cooldown_s or finding.rank > last_rank
 
 
-def mark_emitted(state: AccountState, finding: Finding, ts: float) -> None:
+def start_cooldown(state: AccountState, finding: Finding, ts: float) -> None:
+    """The finding was alerted at ``ts``: its type is quiet for the cooldown (``should_emit``)."""
     state.cooldowns[finding.type] = (ts, finding.rank)
 
 

@@ -17,10 +17,10 @@ from detector.alerting import (
     account_alert,
     alert_id,
     campaign_alert,
-    mark_emitted,
     member_alert,
     should_emit,
     source_alert,
+    start_cooldown,
 )
 from detector.contract import ALERT_SCHEMA, validator
 from detector.detectors import SEVERITIES, Finding
@@ -286,7 +286,7 @@ def test_cooldown_suppresses_same_type_within_cooldown() -> None:
     state = AccountState()
     f = finding("medium")
     assert should_emit(state, f, 1000.0, cooldown_s=3600)
-    mark_emitted(state, f, 1000.0)
+    start_cooldown(state, f, 1000.0)
     assert state.cooldowns["volume_spike"] == (1000.0, f.rank)
     assert not should_emit(state, f, 1000.0, 3600)
     assert not should_emit(state, f, 4599.9, 3600)
@@ -295,17 +295,17 @@ def test_cooldown_suppresses_same_type_within_cooldown() -> None:
 
 def test_cooldown_is_per_type() -> None:
     state = AccountState()
-    mark_emitted(state, finding("medium"), 1000.0)
+    start_cooldown(state, finding("medium"), 1000.0)
     assert should_emit(state, finding("low", type_="anomaly"), 1001.0, 3600)
 
 
 def test_escalation_breaks_the_cooldown_but_not_a_downgrade() -> None:
     state = AccountState()
-    mark_emitted(state, finding("medium"), 1000.0)
+    start_cooldown(state, finding("medium"), 1000.0)
     assert not should_emit(state, finding("low"), 1010.0, 3600)
     assert not should_emit(state, finding("medium"), 1010.0, 3600)
     assert should_emit(state, finding("high"), 1010.0, 3600)
-    mark_emitted(state, finding("high"), 1010.0)
+    start_cooldown(state, finding("high"), 1010.0)
     assert not should_emit(state, finding("high"), 1020.0, 3600)
     assert not should_emit(state, finding("medium"), 1020.0, 3600)
     assert should_emit(state, finding("critical"), 1020.0, 3600)
@@ -313,13 +313,13 @@ def test_escalation_breaks_the_cooldown_but_not_a_downgrade() -> None:
 
 def test_zero_cooldown_always_emits() -> None:
     state = AccountState()
-    mark_emitted(state, finding(), 1000.0)
+    start_cooldown(state, finding(), 1000.0)
     assert should_emit(state, finding(), 1000.0, 0.0)
 
 
 def test_cooldown_survives_serialisation() -> None:
     state = AccountState()
-    mark_emitted(state, finding("high"), 1234.5)
+    start_cooldown(state, finding("high"), 1234.5)
     again = AccountState.from_bytes(state.to_bytes(), 0)
     assert again.cooldowns == {"volume_spike": (1234.5, 2)}
     assert not should_emit(again, finding("high"), 1300.0, 3600)

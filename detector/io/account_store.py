@@ -94,9 +94,9 @@ class AccountStore:
         loads: list[tuple[Any, ...]] = []
         held = [self._cached.get(a) for a in accounts]
         if accounts:
-            marks = [s.watermark_text() if s else "" for s in held]
+            watermarks = [s.watermark_text() if s else "" for s in held]
             keys = map(self.key, accounts)
-            loads.append(("EVALSHA", self._load_sha, len(accounts), *keys, *marks))
+            loads.append(("EVALSHA", self._load_sha, len(accounts), *keys, *watermarks))
 
         # A bound method in a partial, not a closure: compiled by mypyc, a closure and its
         # environment refer to each other, and each batch's write waited for a full collection.
@@ -116,8 +116,8 @@ class AccountStore:
         rest = replies[n_writes:]
         values = rest.pop(0) if accounts else []
         states = {a: self._resolve(a, v, h) for a, v, h in zip(accounts, values, held, strict=True)}
-        marks = {a: s.watermark_text() for a, s in states.items()}
-        return LoadedBatch(states, marks, rest, conflicts)
+        watermarks = {a: s.watermark_text() for a, s in states.items()}
+        return LoadedBatch(states, watermarks, rest, conflicts)
 
     def _resolve(
         self, account: str, value: bytes | int | None, held: AccountState | None

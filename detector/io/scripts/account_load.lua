@@ -2,8 +2,8 @@
 local out = {}
 for i, key in ipairs(KEYS) do
   local value = redis.call('GET', key)
-  local mark = ARGV[i]
-  if value and mark ~= '' and string.sub(value, 1, #mark) == mark then
+  local watermark = ARGV[i]
+  if value and watermark ~= '' and string.sub(value, 1, #watermark) == watermark then
     out[i] = 1
   else
     out[i] = value or false

@@ -5,8 +5,8 @@ local ttl, out = ARGV[1], {}
 for i, key in ipairs(KEYS) do
   local j = 3 * i - 1
   local cur = redis.call('GET', key)
-  local mark = cur and string.match(cur, '^[^;]*;') or '-1,-1;'
-  if mark == ARGV[j] or mark == ARGV[j + 1] then
+  local watermark = cur and string.match(cur, '^[^;]*;') or '-1,-1;'
+  if watermark == ARGV[j] or watermark == ARGV[j + 1] then
     redis.call('SET', key, ARGV[j + 2], 'EX', ttl)
     out[i] = 1
   else
