@@ -13,9 +13,9 @@ SEVERITIES = ("low", "medium", "high", "critical")
 
 
 class Reasons(Sequence[str]):
-    """Reasons written when first read: most findings are never alerted (cooldown), and
-    formatting their reasons was much of what evaluating them cost. ``write`` must give
-    the same text whenever it runs (no reads of state that changes afterwards).
+    """The tuple ``write()`` returns, written when first read: most findings are never
+    alerted (cooldown), so most reasons are never read. ``write`` must give the same text
+    whenever it runs: it may not read state that changes afterwards.
 
     >>> r = Reasons(lambda: ("a", "b"))
     >>> list(r), r[0], len(r), r == ("a", "b")
@@ -55,8 +55,8 @@ class Reasons(Sequence[str]):
         return repr(self._written())
 
 
-# Most events of a suspect account make a finding (most then in cooldown): a frozen msgspec
-# struct constructs several times faster than a frozen dataclass.
+# A msgspec struct, cheaper to build than a frozen dataclass: most events of a suspect
+# account make a finding, most of them in cooldown.
 class Finding(msgspec.Struct, frozen=True, gc=False):
     type: str
     score: float

@@ -53,7 +53,7 @@ def account_features(snap: Snapshot, windows_s: tuple[int, ...]) -> dict[str, fl
         "log_age_days": age / 86400,
     }
     x = {k: min(math.log1p(max(0.0, v)), FEATURE_LIMITS[k][1]) for k, v in raw.items()}
-    x.update({k: min(1.0, max(0.0, snap.profile.get(k, 0.0))) for k in _SHARES})
+    x.update({k: min(1.0, max(0.0, snap.behaviour.get(k, 0.0))) for k in _SHARES})
     return x
 
 

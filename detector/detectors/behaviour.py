@@ -37,9 +37,9 @@ class FeatureBaselines:
         self._medians = {k: stats.Quantile(0.5) for k in BASELINE_KEYS}
         self._current: dict[str, float | None] | None = None  # read per snapshot, changed hourly
 
-    def learn(self, profile: dict[str, float]) -> None:
+    def learn(self, behaviour: dict[str, float]) -> None:
         for key, quantile in self._medians.items():
-            quantile.update(profile.get(key, 0.0))
+            quantile.update(behaviour.get(key, 0.0))
         self.samples += 1
         self._current = None
 
@@ -62,30 +62,14 @@ class FeatureBaselines:
         self._current = None
 
 
-def round4(x: float) -> float:
-    """``round(x, 4)``, for the scores computed at every event, at a fraction of its cost:
-    ``round`` with digits goes through a decimal conversion of ``x``, needed only near a half.
-
-    >>> round4(0.123456), round4(0.03125), round4(1.0)
-    (0.1235, 0.0312, 1.0)
-    """
-    scaled = x * 10_000.0
-    nearest = round(scaled)
-    # Shares are often multiples of 1/32, whose scores land on halves: there the product's
-    # own rounding error would decide, so ``round`` decides from x itself.
-    if abs(abs(scaled - nearest) - 0.5) < 1e-6:
-        return round(x, 4)
-    return nearest / 10_000.0
-
-
-def harvest_shape(profile: dict[str, float], weights: dict[str, float]) -> float:
+def harvest_shape(behaviour: dict[str, float], weights: dict[str, float]) -> float:
     """Weighted share of harvesting-shaped requests, 0..1.
 
     >>> harvest_shape({"at_limit": 1.0, "single_turn": 1.0, "stream_off": 0.0, "fixed_temperature": 0.0},
     ...               {"at_limit": 0.5, "single_turn": 0.5, "stream_off": 0.0, "fixed_temperature": 0.0})
     1.0
     """
-    return round4(sum(profile.get(k, 0.0) * w for k, w in weights.items()))
+    return round(sum(behaviour.get(k, 0.0) * w for k, w in weights.items()), 4)
 
 
 class BehaviourDetector:
@@ -94,31 +78,30 @@ class BehaviourDetector:
         self.baselines = baselines
 
     def evaluate(self, snap: Snapshot, context: dict[str, Any]) -> Finding | None:
-        # The suite takes one finding per detector; the strongest of the three is reported,
-        # the others' numbers are in its evidence. This runs for every event: the three are
-        # scored inline, and only the chosen one gets its evidence, and its reasons when an
-        # alert reads them (most findings are in cooldown).
+        # The suite takes one finding per detector: the strongest of the three, the others'
+        # numbers in its evidence. This runs for every event, so the three are scored inline
+        # and only the chosen one gets evidence, and reasons only if an alert reads them.
         s = self.settings
-        if snap.events < s.min_events or not snap.profile:
+        if snap.events < s.min_events or not snap.behaviour:
             return None
-        p = snap.profile
-        shape = harvest_shape(p, s.shape_weights)
-        context["behaviour"] = {"harvest_shape": shape, "harvest": p["harvest"], "dup": p["dup"]}
+        b = snap.behaviour
+        shape = harvest_shape(b, s.shape_weights)
+        context["behaviour"] = {"harvest_shape": shape, "harvest": b["harvest"], "dup": b["dup"]}
         best: tuple[int, float, str] | None = None  # (severity rank, score, type)
-        manner = (1 - s.repetition_weight) * shape + s.repetition_weight * p["dup"]
-        if p["reasoning"] >= s.reasoning_share:
+        manner = (1 - s.repetition_weight) * shape + s.repetition_weight * b["dup"]
+        if b["reasoning"] >= s.reasoning_share:
             # Asking for the internal reasoning is itself strong: half the score without any shape.
-            score = round4(min(1.0, p["reasoning"] / 0.8) * (0.5 + 0.5 * manner))
+            score = round(min(1.0, b["reasoning"] / 0.8) * (0.5 + 0.5 * manner), 4)
             best = (self._rank(score), score, "reasoning_elicitation")
-        if p["harvest"] >= s.harvest_share:
+        if b["harvest"] >= s.harvest_share:
             # Honest products use these capabilities too: it takes the intent *and* the manner.
-            score = round4(p["harvest"] * manner)
+            score = round(b["harvest"] * manner, 4)
             candidate = (self._rank(score), score, "capability_harvest")
             best = candidate if best is None or candidate[:2] > best[:2] else best
-        if p["dup"] >= s.template_share and p["template_chain_max"] >= s.template_chain:
-            score = round4(0.5 * p["dup"] + 0.5 * min(1.0, p["template_chain_max"] / 50))
+        if b["dup"] >= s.template_share and b["template_chain_max"] >= s.template_chain:
+            score = round(0.5 * b["dup"] + 0.5 * min(1.0, b["template_chain_max"] / 50), 4)
             # A template without harvesting intent is what batch jobs do: tell, do not flag.
-            rank = self._rank(score) if p["harvest"] >= s.harvest_share / 2 else 0
+            rank = self._rank(score) if b["harvest"] >= s.harvest_share / 2 else 0
             candidate = (rank, score, "template_chain")
             best = candidate if best is None or candidate[:2] > best[:2] else best
         if best is None:
@@ -126,28 +109,29 @@ class BehaviourDetector:
         rank, score, kind = best
         medians = dict(self.baselines.medians())  # as they are now, whenever reasons are read
         evidence = {
-            "profile": p,
+            "profile": b,  # the alert's name for the account's behaviour
             "harvest_shape": shape,
             "population_medians": medians,
             "baseline_samples": self.baselines.samples,
         }
-        if kind == "template_chain":
-            write = partial(self._template_reasons, p, medians)
-        else:
-            reasons = (
-                self._reasoning_reasons
-                if kind == "reasoning_elicitation"
-                else self._harvest_reasons
-            )
-            write = partial(reasons, snap, shape, medians)
+        write = partial(self.reasons, kind, snap, shape, medians)
         return Finding(kind, score, SEVERITIES[rank], Reasons(write), evidence)
 
     def learn(self, snap: Snapshot, flagged: bool) -> None:
-        # Only settled profiles of unflagged accounts: campaign accounts are flagged by the time
-        # their profile has ``min_events``, so they do not drag the medians towards themselves.
+        # Only settled accounts, and unflagged ones: campaign accounts are flagged by the time
+        # they have ``min_events``, so they do not drag the medians towards themselves.
         settled = snap.events >= self.settings.min_events
-        if snap.completed_hour is not None and not flagged and settled and snap.profile:
-            self.baselines.learn(snap.profile)
+        if snap.completed_hour is not None and not flagged and settled and snap.behaviour:
+            self.baselines.learn(snap.behaviour)
+
+    def reasons(self, kind: str, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
+        """The reasons of a finding of ``kind`` at ``snap``, with the population ``medians``
+        of its evaluation: what ``evaluate``'s ``Reasons`` write when an alert reads them."""
+        if kind == "template_chain":
+            return self._template_reasons(snap.behaviour, medians)
+        if kind == "reasoning_elicitation":
+            return self._reasoning_reasons(snap, shape, medians)
+        return self._harvest_reasons(snap, shape, medians)
 
     def _rank(self, score: float) -> int:
         """Severity rank of a score (an index into SEVERITIES: low, medium or high)."""
@@ -161,37 +145,37 @@ class BehaviourDetector:
         return f"{value:.0%}" + ("" if median is None else f" (population median {median:.0%})")
 
     def _common_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> list[str]:
-        p = snap.profile
+        b = snap.behaviour
         return [
-            f"requests shaped for harvesting: {shape:.0%} by weight ({self._versus('at_limit', p['at_limit'], medians)} "
-            f"run to the output limit, {self._versus('single_turn', p['single_turn'], medians)} single-turn, "
-            f"{p['stream_off']:.0%} without streaming, {p['fixed_temperature']:.0%} at a fixed temperature)",
-            f"{self._versus('dup', p['dup'], medians)} of recent prompts are near-duplicates of the account's own; "
-            f"longest chain {p['template_chain_max']:.0f}, {p['templates_seen']:.0f} template(s) in "
+            f"requests shaped for harvesting: {shape:.0%} by weight ({self._versus('at_limit', b['at_limit'], medians)} "
+            f"run to the output limit, {self._versus('single_turn', b['single_turn'], medians)} single-turn, "
+            f"{b['stream_off']:.0%} without streaming, {b['fixed_temperature']:.0%} at a fixed temperature)",
+            f"{self._versus('dup', b['dup'], medians)} of recent prompts are near-duplicates of the account's own; "
+            f"longest chain {b['template_chain_max']:.0f}, {b['templates_seen']:.0f} template(s) in "
             f"{snap.events} requests",
         ]
 
     def _reasoning_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
-        p = snap.profile
+        b = snap.behaviour
         return (
-            f"{self._versus('reasoning', p['reasoning'], medians)} of recent prompts ask for the model's "
+            f"{self._versus('reasoning', b['reasoning'], medians)} of recent prompts ask for the model's "
             f"internal reasoning (alert at {self.settings.reasoning_share:.0%})",
             *self._common_reasons(snap, shape, medians),
         )
 
     def _harvest_reasons(self, snap: Snapshot, shape: float, medians: Medians) -> tuple[str, ...]:
-        p = snap.profile
-        mix = sorted(((p[t], t) for t in HARVEST_TAGS if p[t] >= 0.05), reverse=True)
+        b = snap.behaviour
+        mix = sorted(((b[t], t) for t in HARVEST_TAGS if b[t] >= 0.05), reverse=True)
         return (
-            f"{self._versus('harvest', p['harvest'], medians)} of recent prompts target harvestable capabilities: "
+            f"{self._versus('harvest', b['harvest'], medians)} of recent prompts target harvestable capabilities: "
             + ", ".join(f"{HARVEST_NAMES[t]} {v:.0%}" for v, t in mix),
             *self._common_reasons(snap, shape, medians),
         )
 
-    def _template_reasons(self, p: dict[str, float], medians: Medians) -> tuple[str, ...]:
+    def _template_reasons(self, b: dict[str, float], medians: Medians) -> tuple[str, ...]:
         return (
-            f"chain of {p['template_chain_max']:.0f} near-identical prompts; "
-            f"{self._versus('dup', p['dup'], medians)} of recent prompts repeat one of "
-            f"{p['templates_seen']:.0f} template(s)",
-            f"{self._versus('harvest', p['harvest'], medians)} of them target harvestable capabilities",
+            f"chain of {b['template_chain_max']:.0f} near-identical prompts; "
+            f"{self._versus('dup', b['dup'], medians)} of recent prompts repeat one of "
+            f"{b['templates_seen']:.0f} template(s)",
+            f"{self._versus('harvest', b['harvest'], medians)} of them target harvestable capabilities",
         )

@@ -19,13 +19,12 @@ from datasketches import hll_sketch, tgt_hll_type
 
 from detector.config import StateSettings
 from detector.features import EventFeatures
-from detector.state import profile as behaviour
-from detector.state.profile import Profile
+from detector.state.profile import Profile, add_event, behaviour_of
 
 HOUR_S: Final = 3600
 STATE_FORMAT: Final = 1  # bump when the layout below changes: an unreadable value starts afresh
 ID_BYTES: Final = 4
-# Native byte order, as the ids were stored before (``array("I")``), so stored states stay valid.
+# Native byte order: the layout stored states already have.
 _pack_id: Final = struct.Struct("=I").pack
 DISTINCT_LG_K: Final = 8  # HyperLogLog of 2^8 registers: exact while small, ~6.5% error beyond
 # The largest integer the stored form (msgpack) holds. Token counts come from the event and
@@ -137,7 +136,7 @@ class AccountState:
     wm_partition: int = -1
     wm_offset: int = -1
     # 32-bit hashes of the last event ids, packed (4 bytes each, oldest first): one ``find``
-    # checks them all, where a list of ints compared object by object (~2% of the CPU).
+    # checks them all, rather than comparing int objects one by one.
     recent_ids: bytes = b""
     rate: float = 0.0
     rate_ts: float = 0.0
@@ -208,8 +207,8 @@ class AccountState:
         return self.wm_partition, self.wm_offset
 
 
-# Snapshot and Distinct are built for every event: frozen msgspec structs construct ~4x
-# faster than frozen dataclasses (which set each field through object.__setattr__).
+# Snapshot and Distinct are built for every event: msgspec structs, cheaper to build than
+# frozen dataclasses (which set each field through object.__setattr__).
 class Distinct(msgspec.Struct, frozen=True, gc=False):
     """Approximate distinct values seen by the account (HyperLogLog counts, after this event)."""
 
@@ -233,9 +232,9 @@ class Snapshot(msgspec.Struct, frozen=True, gc=False):
     distinct: Distinct
     completed_hour: int | None  # requests of an account-hour that just ended, for baselines
     late: bool
-    # detector.state.profile; msgspec copies an empty default (a field() default would not
-    # pass mypyc's check of the declared type)
-    profile: dict[str, float] = {}
+    # What the account's recent requests look like (``profile.behaviour_of``). msgspec copies
+    # an empty default (a field() default would not pass mypyc's check of the declared type).
+    behaviour: dict[str, float] = {}
 
     def in_window(self, windows_s: tuple[int, ...], width_s: int) -> float:
         return self.requests[windows_s.index(width_s)]
@@ -284,7 +283,7 @@ def apply_event(
 
     late = state.events > 1 and ts < state.last_seen - settings.lateness_s
     gap = ts - state.last_seen if state.events > 1 and ts >= state.last_seen else None
-    behaviour.update(
+    add_event(
         state.profile,
         feat,
         state.events,
@@ -327,7 +326,7 @@ def apply_event(
         distinct=distinct,
         completed_hour=completed_hour,
         late=late,
-        profile=behaviour.derived(state.profile),
+        behaviour=behaviour_of(state.profile),
     )
 
 

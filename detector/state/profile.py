@@ -1,5 +1,9 @@
 """An account's behaviour profile: what its recent requests look like, in a few hundred bytes.
 
+``Profile`` is the stored form: running means, templates, hour counts, a MinHash of active
+moments. ``add_event`` folds an event into it; ``behaviour_of`` derives the numbers the
+detectors read (shares, ratios, template counts).
+
 Shares are exponentially weighted over the last ``horizon`` events (an exact mean
 while fewer were seen); templates are the account's recent prompt fingerprints,
 each with how often a near-duplicate followed.
@@ -51,6 +55,8 @@ _XLOGX: Final = [0.0] + [h * math.log(h) for h in range(1, HOUR_CAP + 2)]
 
 @dataclass(slots=True)
 class Profile:
+    """What an account's recent requests look like, as stored in its value."""
+
     means: list[float] = field(default_factory=lambda: [0.0] * len(_FIELDS))  # _FIELDS order
     templates: list[list[int]] = field(default_factory=list)  # [fingerprint, near-duplicates seen]
     chain: int = 0
@@ -96,7 +102,7 @@ class Profile:
         )
 
 
-def update(
+def add_event(
     profile: Profile,
     feat: EventFeatures,
     events: int,
@@ -112,7 +118,7 @@ def update(
 
     temperature = -1.0 if feat.temperature is None else feat.temperature
     # In _FIELDS order; without a gap the last two means are left as they are. A list filled
-    # in place and an indexed loop: compiled, a third cheaper than star-unpacking and zip.
+    # in place and an indexed loop: the cheapest form once compiled.
     values = [1.0 if dup else 0.0]
     values.extend(_TAG_SHARES[feat.tags & _TAG_MASK])
     values += (
@@ -181,9 +187,8 @@ def focus(profile: Profile, min_share: float = 0.2) -> str:
 def lockstep_bands(profile: Profile, bands: int = 2) -> tuple[str, ...]:
     """Band signatures of the time-bucket MinHash: equal bands mean mostly the same active moments.
 
-    Two bands of four minima: accounts of one scheduler (Jaccard ~0.8) share a band about
-    two times in three; unrelated accounts (Jaccard ~0.01) essentially never, so one
-    account cannot bridge two campaigns by chance (with bands of two, one did).
+    Two bands of four minima: accounts of one scheduler share a band most of the time,
+    unrelated accounts essentially never, so one account does not bridge two campaigns by chance.
 
     >>> p = Profile(ticks=[1, 2, 3, 4, 5, 6, 7, 8])
     >>> lockstep_bands(p)
@@ -204,8 +209,8 @@ def flatness(hours: list[int]) -> float:
     >>> flatness([5] + [0] * 23)
     0.0
     """
-    # -sum(p log p) with p = h / total, from a table: this runs for every event. A plain loop:
-    # compiled, it indexes the lists directly, where sum() over map() made a call per hour.
+    # -sum(p log p) with p = h / total, from a table of h log h: this runs for every event.
+    # A plain loop: compiled, it indexes the lists directly.
     total = 0
     xlogx = 0.0
     for h in hours:
@@ -225,12 +230,14 @@ def _flatness_exact(hours: list[int]) -> float:
     return min(1.0, max(0.0, entropy / math.log(HOURS)))
 
 
-def derived(profile: Profile) -> dict[str, float]:
-    """The profile as the detectors read it."""
+def behaviour_of(profile: Profile) -> dict[str, float]:
+    """What the profile says of the account's recent requests, as the detectors read it
+    (``Snapshot.behaviour``): the shares, the output/input ratio, the spread of the gaps,
+    hour flatness and template counts."""
     m = profile.means
     log_out_in, log_gap, log_gap_sq = m[len(SHARES) :]
     gap_var = max(0.0, log_gap_sq - log_gap**2)
-    # Item by item: compiled, half the cost of dict(zip(...)) and update(**...).
+    # Item by item: the cheapest form once compiled.
     values = {name: m[i] for i, name in enumerate(SHARES)}  # the shares lead the means
     values["out_in_ratio"] = math.exp(log_out_in)
     values["gap_log_std"] = math.sqrt(gap_var)

@@ -13,7 +13,7 @@ from detector.config import Settings
 from detector.detectors.anomaly import FEATURE_LIMITS, AnomalyDetector, account_features
 from detector.detectors.suite import CHECKPOINT_FORMAT, DetectorSuite
 from detector.state.account import Distinct, Snapshot
-from detector.state.profile import Profile, derived
+from detector.state.profile import Profile, behaviour_of
 
 S = Settings().with_overrides(anomaly={"every_events": 1})  # every snapshot, unless a test says
 WINDOWS = S.state.windows_s
@@ -28,10 +28,10 @@ def snap(
     distinct: int = 1,
     shares: float | None = None,
 ) -> Snapshot:
-    profile = derived(Profile())  # what a fresh account's profile looks like
+    behaviour = behaviour_of(Profile())  # what a fresh account's behaviour looks like
     if shares is not None:
-        profile.update(dict.fromkeys(("dup", "harvest", "at_limit", "single_turn"), shares))
-        profile["hour_flatness"] = shares
+        behaviour.update(dict.fromkeys(("dup", "harvest", "at_limit", "single_turn"), shares))
+        behaviour["hour_flatness"] = shares
     return Snapshot(
         account_id="a",
         event_id="e",
@@ -45,7 +45,7 @@ def snap(
         distinct=Distinct(distinct, distinct, distinct),
         completed_hour=completed_hour,
         late=False,
-        profile=profile,
+        behaviour=behaviour,
     )
 
 

@@ -1,14 +1,17 @@
-"""The behaviour detector on crafted profiles: which finding, which severity, what reasons."""
+"""The behaviour detector on crafted behaviour: which finding, which severity, what reasons."""
 
 from __future__ import annotations
 
-import math
-
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from detector.config import BehaviourSettings
-from detector.detectors.behaviour import BehaviourDetector, FeatureBaselines, harvest_shape, round4
+from detector.detectors.behaviour import (
+    BASELINE_KEYS,
+    BehaviourDetector,
+    FeatureBaselines,
+    harvest_shape,
+)
 from detector.state.account import Distinct, Snapshot
 
 QUIET = {
@@ -20,10 +23,10 @@ QUIET = {
 }  # fmt: skip
 
 
-def _snap(events: int = 100, **profile: float) -> Snapshot:
+def _snap(events: int = 100, **behaviour: float) -> Snapshot:
     return Snapshot(
         "acct", "ev", 1000.0, events, 0.0, 86400.0, (1.0, 30.0, 300.0), (1.0, 1.0, 1.0), 30.0,
-        Distinct(1, 1, 1), None, False, {**QUIET, **profile},
+        Distinct(1, 1, 1), None, False, {**QUIET, **behaviour},
     )  # fmt: skip
 
 
@@ -31,7 +34,7 @@ def _detector() -> BehaviourDetector:
     return BehaviourDetector(BehaviourSettings(), FeatureBaselines(min_samples=1))
 
 
-def test_honest_profile_gives_nothing() -> None:
+def test_honest_behaviour_gives_nothing() -> None:
     assert _detector().evaluate(_snap(), {}) is None
 
 
@@ -45,7 +48,7 @@ def test_reasoning_harvester_is_high() -> None:
     assert any("internal reasoning" in r or "harvestable" in r for r in finding.reasons)
     assert finding.evidence["profile"]["reasoning"] == 0.9
     assert context["behaviour"]["harvest_shape"] == harvest_shape(
-        snap.profile, BehaviourSettings().shape_weights
+        snap.behaviour, BehaviourSettings().shape_weights
     )
 
 
@@ -97,14 +100,38 @@ def test_reasons_read_later_quote_the_medians_of_the_evaluation() -> None:
     assert finding.evidence["population_medians"]["harvest"] == 0.0
 
 
-@given(st.floats(min_value=0.0, max_value=10.0))
-def test_round4_is_round_to_four_digits(x: float) -> None:
-    assert round4(x) == round(x, 4)
+SHARE = st.floats(0.0, 1.0)
+BASELINE_SAMPLE = st.fixed_dictionaries({k: SHARE for k in BASELINE_KEYS})
 
 
-@given(st.integers(0, 100_000))
-def test_round4_is_round_to_four_digits_at_and_beside_halves(k: int) -> None:
-    # Shares are often multiples of 1/32, so scores land on halves, or an ulp beside one.
-    half = (2 * k + 1) / 20_000
-    for x in (half, math.nextafter(half, 0.0), math.nextafter(half, math.inf)):
-        assert round4(x) == round(x, 4)
+@given(
+    shares=st.fixed_dictionaries(
+        {k: SHARE for k in QUIET if k not in ("out_in_ratio", "gap_log_std")}
+    ),
+    chain=st.integers(0, 200),
+    learned=st.lists(BASELINE_SAMPLE, max_size=4),
+    later=st.lists(BASELINE_SAMPLE, min_size=1, max_size=4),
+)
+def test_reasons_read_later_are_the_reasons_written_at_evaluation(
+    shares: dict[str, float],
+    chain: int,
+    learned: list[dict[str, float]],
+    later: list[dict[str, float]],
+) -> None:
+    """What ``evaluate`` defers (``Reasons``) is its definition, ``reasons``, run at evaluation:
+    read after the baselines learned more, the text is still that."""
+    baselines = FeatureBaselines(min_samples=2)
+    for sample in learned:
+        baselines.learn(sample)
+    detector = BehaviourDetector(BehaviourSettings(), baselines)
+    snap = _snap(**{**shares, "template_chain_max": float(chain)})
+    finding = detector.evaluate(snap, {})
+    assume(finding is not None)
+    assert finding is not None
+    written_now = detector.reasons(
+        finding.type, snap, finding.evidence["harvest_shape"], dict(baselines.medians())
+    )
+    for sample in later:
+        baselines.learn(sample)
+    assert list(finding.reasons) == list(written_now)
+    assert finding.reasons == written_now and len(finding.reasons) == len(written_now)

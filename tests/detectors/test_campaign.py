@@ -11,7 +11,7 @@ from detector.features import extract
 from detector.features.intent import IntentTagger
 from detector.features.request import EventFeatures
 from detector.state.campaigns import CampaignState, SourceMix
-from detector.state.profile import Profile, lockstep_bands, update
+from detector.state.profile import Profile, add_event, lockstep_bands
 
 
 def _campaign(members: int, kinds: tuple[str, ...], alerted: int = 0) -> CampaignState:
@@ -117,7 +117,7 @@ def test_accounts_driven_by_one_scheduler_share_lockstep_bands() -> None:
     def profile_of(times: list[float]) -> Profile:
         p = Profile()
         for i, ts in enumerate(times, start=1):
-            update(
+            add_event(
                 p,
                 extract(QueryEvent(f"e{i}", ts, "a", "m"), FeatureSettings(), tagger),
                 i,

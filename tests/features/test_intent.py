@@ -6,10 +6,17 @@ import random
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detector.config import Settings
 from detector.features.intent import HARVEST_MASK, IntentTagger, names, needles
 from detector_lab.sim import text
+
+PATTERNS = [p for pats in Settings().intent.patterns.values() for p in pats]
+TAGGER = IntentTagger(Settings().intent.patterns)
+# Text around, between and inside matches of the default patterns.
+PIECES = st.one_of(st.text(max_size=30), *(st.from_regex(p, fullmatch=True) for p in PATTERNS))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,8 @@ def test_precision_and_recall_on_simulator_prompts(tagger: IntentTagger) -> None
 
 
 def test_needle_prefilter_tags_as_plain_search(tagger: IntentTagger) -> None:
-    """Searching only texts that contain a pattern's needles changes no tag."""
+    """On simulator prompts, searching only texts that contain a pattern's needles changes no
+    tag; and ``tag_lowered_plain`` is the plain search."""
     patterns = {
         tag: [re.compile(p) for p in pats] for tag, pats in Settings().intent.patterns.items()
     }
@@ -81,6 +89,20 @@ def test_needle_prefilter_tags_as_plain_search(tagger: IntentTagger) -> None:
     for prompt in prompts:
         plain = [t for t, ps in patterns.items() if any(p.search(prompt.lower()) for p in ps)]
         assert names(tagger.tag(prompt, 0)) == plain, prompt
+        assert names(tagger.tag_lowered_plain(prompt.lower(), 0)) == plain, prompt
+
+
+@given(st.lists(PIECES, max_size=6).map(" ".join), st.integers(0, 2))
+def test_tags_are_those_of_the_plain_search(prompt: str, tools: int) -> None:
+    lowered = prompt.lower()
+    assert TAGGER.tag_lowered(lowered, tools) == TAGGER.tag_lowered_plain(lowered, tools)
+
+
+@given(st.data())
+def test_every_match_of_a_pattern_contains_one_of_its_needles(data: st.DataObject) -> None:
+    pattern = data.draw(st.sampled_from(PATTERNS))
+    match = data.draw(st.from_regex(pattern, fullmatch=True))
+    assert any(needle in match for needle in needles(pattern)), (pattern, match)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,14 @@ from detector.config import FeatureSettings
 from detector.events import QueryEvent
 from detector.features import extract
 from detector.features.intent import IntentTagger
-from detector.state.profile import HOUR_CAP, HOURS, Profile, derived, flatness, update
+from detector.state.profile import (
+    HOUR_CAP,
+    HOURS,
+    Profile,
+    add_event,
+    behaviour_of,
+    flatness,
+)
 
 TAGGER = IntentTagger({"rubric": [r"\brubric\b"]})
 
@@ -25,7 +32,7 @@ def _feat(i: int, prompt: str, step_s: float = 60.0, **kw) -> object:
 def _run(prompts: list[str], **kw) -> Profile:
     profile = Profile()
     for i, p in enumerate(prompts, start=1):
-        update(profile, _feat(i, p, **kw), i, 60.0 if i > 1 else None, 50, 20, 8)
+        add_event(profile, _feat(i, p, **kw), i, 60.0 if i > 1 else None, 50, 20, 8)
     return profile
 
 
@@ -34,7 +41,9 @@ def test_templated_prompts_form_a_chain() -> None:
         f"Score answer {i} against the rubric: correctness, clarity, completeness, tone."
         for i in range(30)
     ]
-    p = derived(_run(prompts, max_tokens=100, output_tokens=100, stream=False, temperature=0.0))
+    p = behaviour_of(
+        _run(prompts, max_tokens=100, output_tokens=100, stream=False, temperature=0.0)
+    )
     assert p["dup"] > 0.9 and p["template_chain_max"] == 29 and p["templates_seen"] == 1
     assert p["rubric"] == 1.0 and p["harvest"] == 1.0
     assert p["at_limit"] == 1.0 and p["stream_off"] == 1.0 and p["fixed_temperature"] > 0.9
@@ -46,7 +55,7 @@ def test_diverse_prompts_do_not() -> None:
         "explain quantum tunnelling simply", "best way to learn the guitar as an adult",
         "translate good morning into german", "why do cats purr when they are content",
     ]  # fmt: skip
-    p = derived(_run(prompts, stream=True))
+    p = behaviour_of(_run(prompts, stream=True))
     assert p["dup"] < 0.3 and p["harvest"] == 0.0 and p["stream_off"] == 0.0
 
 
@@ -55,14 +64,14 @@ def test_shares_forget_old_behaviour() -> None:
         ["Grade it by the rubric, item 1"] * 20
         + [f"unrelated question number {w}" for w in "abcdefghij" * 20]
     )
-    assert derived(profile)["rubric"] < 0.1
+    assert behaviour_of(profile)["rubric"] < 0.1
 
 
 def test_round_the_clock_is_flat() -> None:
     profile = Profile()
     for i in range(48):
-        update(profile, _feat(i, "x", step_s=3600.0), i + 1, 3600.0, 50, 20, 8)
-    assert derived(profile)["hour_flatness"] > 0.99
+        add_event(profile, _feat(i, "x", step_s=3600.0), i + 1, 3600.0, 50, 20, 8)
+    assert behaviour_of(profile)["hour_flatness"] > 0.99
 
 
 def test_to_list_round_trip() -> None:
@@ -71,7 +80,7 @@ def test_to_list_round_trip() -> None:
     )
     again = Profile.from_list(msgpack.unpackb(msgpack.packb(profile.to_list())))
     assert again == profile
-    assert derived(again) == derived(profile)
+    assert behaviour_of(again) == behaviour_of(profile)
     assert len(msgpack.packb(profile.to_list())) < 400
 
 
@@ -93,4 +102,4 @@ def test_flatness_is_the_normalised_entropy_of_the_hours(hours: list[int]) -> No
 def test_top_template_share_counts_each_template_once(counts: list[int]) -> None:
     profile = Profile(templates=[[i + 1, n] for i, n in enumerate(counts)])
     expected = (max(counts) + 1) / (sum(counts) + len(counts)) if counts else 0.0
-    assert derived(profile)["top_template_share"] == expected
+    assert behaviour_of(profile)["top_template_share"] == expected
