@@ -128,10 +128,12 @@ def _able(suite: Suite, combo: tuple[str, ...]) -> list[str]:
     return [f.family for f in suite.campaigns if set(combo) <= set(f.variants)]
 
 
-def plan(suite: Suite) -> tuple[Slot, ...]:
-    """One pass over the suite's campaigns: every family without a variant, then every
-    variant alone and every pair, each on the family allowing it that is least used so far."""
-    rng = random.Random(f"plan:{suite.seed_base}")
+def plan(suite: Suite, cycle: int = 0) -> tuple[Slot, ...]:
+    """Pass ``cycle`` over the suite's campaigns: every family without a variant, then every
+    variant alone and every pair, each on the family allowing it that is least used so far.
+    Each pass breaks ties its own way, so over several passes a variant meets several
+    families and its effect can be told from theirs."""
+    rng = random.Random(f"plan:{suite.seed_base}" + (f":{cycle}" if cycle else ""))
     slots = [Slot(family=f.family) for f in suite.campaigns]
     used = Counter(s.family for s in slots)
     for combo in [(v,) for v in suite.variants] + list(suite.pairs):
@@ -151,11 +153,11 @@ def covering_draws(suite: Suite) -> int:
 def slots(suite: Suite, index: int) -> tuple[Slot, ...]:
     """Draw ``index``'s campaigns: the plan dealt ``campaigns_per_draw`` at a time, each
     pass through it in an order of its own."""
-    base = plan(suite)
+    size = len(plan(suite))
     dealt = []
     for position in range(index * suite.campaigns_per_draw, (index + 1) * suite.campaigns_per_draw):
-        cycle, at = divmod(position, len(base))
-        order = list(base)
+        cycle, at = divmod(position, size)
+        order = list(plan(suite, cycle))
         random.Random(f"deal:{suite.seed_base}:{cycle}").shuffle(order)
         dealt.append(order[at])
     return tuple(dealt)

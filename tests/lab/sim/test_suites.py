@@ -117,6 +117,23 @@ def test_covering_draws_show_every_family_and_variant(name: str) -> None:
     assert len(plan(suite)) == len(suite.campaigns) + len(suite.variants) + len(suite.pairs)
 
 
+def test_later_passes_put_variants_on_other_families(test: Suite) -> None:
+    # One pass puts each variant on one family: later passes must move it, or a variant's
+    # recall could not be told from its family's.
+    n = covering_draws(test)
+    met: dict[str, set[str]] = {}
+    for k in range(4 * n):
+        for sl in slots(test, k):
+            for variant in sl.variants:
+                met.setdefault(variant, set()).add(sl.family)
+    movable = [v for v in test.variants if len(_able_families(test, v)) > 1]
+    assert movable and all(len(met[v]) > 1 for v in movable)
+
+
+def _able_families(suite: Suite, variant: str) -> set[str]:
+    return {sl.family for cycle in range(8) for sl in plan(suite, cycle) if variant in sl.variants}
+
+
 def test_every_draw_holds_every_honest_family(test: Suite) -> None:
     for k in (0, 9):  # also past the first pass over the plan
         scenario = draw(test, k)
