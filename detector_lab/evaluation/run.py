@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from detector.app import replay
 from detector.config import Settings
 from detector.errors import InputFileError
 from detector_lab.evaluation import report
-from detector_lab.evaluation.scoring import FLAG_SEVERITIES, Evaluation, evaluate
+from detector_lab.evaluation.scoring import Evaluation, evaluate, first_flags
 from detector_lab.sim.generate import simulate
 from detector_lab.sim.scenario import Scenario, load_scenario
 
@@ -24,8 +24,13 @@ Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def write_simulation(
-    scenario: Scenario, out: Path, scale: float, on_group: Callable[[str], None] | None = None
+    scenario: Scenario,
+    out: Path,
+    scale: float,
+    on_group: Callable[[str], None] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``events.jsonl`` and ``labels.json`` in ``out``; ``extra_meta`` (suite, draw) joins the meta."""
     out.mkdir(parents=True, exist_ok=True)
     traffic = simulate(scenario, on_group)
     with (out / "events.jsonl").open("wb") as fh:
@@ -40,6 +45,7 @@ def write_simulation(
         "start_ts": scenario.start_ts,
         "newest_model": scenario.newest.name,
         "newest_release_ts": scenario.start_ts + scenario.newest.released_at_h * 3600,
+        **(extra_meta or {}),
     }
     (out / "labels.json").write_bytes(
         orjson.dumps(
@@ -74,18 +80,74 @@ def _read_labels(path: Path) -> tuple[dict[str, dict[str, str]], dict[str, Any]]
     return data["accounts"], data.get("meta", {})
 
 
-def _event_times(path: Path) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class EventIndex:
+    """What scoring needs from the events file: per account, sorted times and models used."""
+
+    times: dict[str, list[float]]
+    models: dict[str, set[str]]
+
+
+def read_events(path: Path) -> EventIndex:
     times: dict[str, list[float]] = defaultdict(list)
+    models: dict[str, set[str]] = defaultdict(set)
     with path.open("rb") as fh:
         for line in fh:
             try:
                 e = orjson.loads(line)
                 times[e["account_id"]].append(float(e["ts"]))
+                models[e["account_id"]].add(str(e.get("model")))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # invalid lines are the replay's business (dead letters)
     for ts in times.values():
         ts.sort()
-    return times
+    return EventIndex(dict(times), dict(models))
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One labelled traffic file after the replay: alerts beside the truth."""
+
+    alerts: list[dict[str, Any]]
+    labels: dict[str, dict[str, str]]
+    meta: dict[str, Any]  # labels.json's meta plus the replay's numbers
+    events: EventIndex
+    evaluation: Evaluation
+
+
+def replay_labelled(
+    settings: Settings,
+    events: Path,
+    labels: Path,
+    data: Path,
+    progress: Progress | None = None,
+) -> Replayed:
+    """Replay ``events`` through the pipeline (a fresh embedded Redis: runs never share state),
+    write ``data/alerts.jsonl`` and score the alerts against ``labels``."""
+    account_labels, meta = _read_labels(labels)
+    alerts_path = data / "alerts.jsonl"
+    rep = replay(
+        settings,
+        events,
+        alerts_path,
+        progress=(lambda done, total: progress("replay", done, total)) if progress else None,
+    )
+    if progress:
+        progress("score", 0, 1)
+    alerts = [orjson.loads(line) for line in alerts_path.read_bytes().splitlines() if line]
+    index = read_events(events)
+    evaluation = evaluate(alerts, account_labels, index.times, meta.get("newest_release_ts"))
+    meta = {
+        **meta,
+        "events": rep.events,
+        "accounts": len(account_labels),
+        "alerts": len(alerts),
+        "detector_version": __version__,
+        "replay_events_per_s": round(rep.events_per_s, 1),
+        "replay_seconds": round(rep.seconds, 2),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return Replayed(alerts, account_labels, meta, index, evaluation)
 
 
 def run_evaluation(
@@ -108,45 +170,21 @@ def run_evaluation(
         write_simulation(scenario, data, scale)
         events, labels = data / "events.jsonl", data / "labels.json"
     assert events is not None and labels is not None
-    account_labels, meta = _read_labels(labels)
-
-    alerts_path = data / "alerts.jsonl"
-    rep = replay(
-        settings,
-        events,
-        alerts_path,
-        progress=(lambda done, total: progress("replay", done, total)) if progress else None,
-    )
-    if progress:
-        progress("score", 0, 1)
-    alerts = [orjson.loads(line) for line in alerts_path.read_bytes().splitlines() if line]
-    times = _event_times(events)
-    evaluation = evaluate(alerts, account_labels, times, meta.get("newest_release_ts"))
+    r = replay_labelled(settings, events, labels, data, progress)
 
     delays: dict[str, list[float]] = defaultdict(list)
-    first_flag: dict[str, float] = {}
-    for a in alerts:
-        if a["subject_type"] == "account" and a["severity"] in FLAG_SEVERITIES:
-            first_flag[a["subject_id"]] = min(first_flag.get(a["subject_id"], a["ts"]), a["ts"])
-    for account, ts in first_flag.items():
-        info = account_labels.get(account)
-        if info and info["label"] == "malicious" and times.get(account):
-            delays[info["group"]].append(ts - times[account][0])
+    for account, ts in first_flags(r.alerts).items():
+        info = r.labels.get(account)
+        times = r.events.times.get(account)
+        if info and info["label"] == "malicious" and times:
+            delays[info["group"]].append(ts - times[0])
 
-    meta = {
-        **meta,
-        "events": rep.events,
-        "accounts": len(account_labels),
-        "alerts": len(alerts),
-        "detector_version": __version__,
-        "replay_events_per_s": round(rep.events_per_s, 1),
-        "replay_seconds": round(rep.seconds, 2),
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    start_ts = meta.get("start_ts") or min((t[0] for t in times.values() if t), default=0.0)
+    start_ts = r.meta.get("start_ts") or min(
+        (t[0] for t in r.events.times.values() if t), default=0.0
+    )
     if progress:
         progress("report", 0, 1)
-    pngs = report.plots(evaluation, alerts, dict(delays), start_ts, out)
-    report.write_json(evaluation, meta, out / "report.json")
-    (out / "report.md").write_text(report.markdown(evaluation, meta, pngs), encoding="utf-8")
-    return EvalOutput(evaluation, meta, out)
+    pngs = report.plots(r.evaluation, r.alerts, dict(delays), start_ts, out)
+    report.write_json(r.evaluation, r.meta, out / "report.json")
+    (out / "report.md").write_text(report.markdown(r.evaluation, r.meta, pngs), encoding="utf-8")
+    return EvalOutput(r.evaluation, r.meta, out)

@@ -97,6 +97,55 @@ def adjusted_rand_index(truth: list[str], predicted: list[str]) -> float:
     return (sum_cells - expected) / (maximum - expected)
 
 
+def first_flags(alerts: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Account -> event time of its first account alert of severity medium or above."""
+    detected: dict[str, float] = {}
+    for alert in alerts:
+        if alert["subject_type"] == "account" and alert["severity"] in FLAG_SEVERITIES:
+            account = alert["subject_id"]
+            detected[account] = min(detected.get(account, math.inf), float(alert["ts"]))
+    return detected
+
+
+def campaign_members(alerts: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Account -> the campaign alert that named it last (a campaign's membership only grows)."""
+    members: dict[str, str] = {}
+    for alert in alerts:
+        if alert["subject_type"] == "campaign":
+            for account in alert.get("accounts", []):
+                members[account] = alert["subject_id"]
+    return members
+
+
+def grouping(
+    members: Mapping[str, str], labels: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any] | None:
+    """Purity and adjusted Rand index of detected campaigns against the true groups.
+
+    Over the accounts named by campaign alerts only; None when there are none.
+    """
+    if not members:
+        return None
+    accounts = sorted(members)
+    truth = [labels.get(a, {}).get("group", "unknown") for a in accounts]
+    predicted = [members[a] for a in accounts]
+    clusters: dict[str, list[str]] = defaultdict(list)
+    for t, p in zip(truth, predicted, strict=True):
+        clusters[p].append(t)
+    purity = sum(Counter(ts).most_common(1)[0][1] for ts in clusters.values()) / len(accounts)
+    return {
+        "accounts": len(accounts),
+        "campaigns": len(clusters),
+        "purity": round(purity, 4),
+        "adjusted_rand_index": round(adjusted_rand_index(truth, predicted), 4),
+    }
+
+
+def events_until(times: list[float], ts: float) -> int:
+    """How many of an account's (sorted) events happened at or before ``ts``."""
+    return bisect.bisect_right(times, ts)
+
+
 def evaluate(
     alerts: Iterable[Mapping[str, Any]],
     labels: Mapping[str, Mapping[str, str]],
@@ -107,25 +156,19 @@ def evaluate(
 
     ``event_times`` holds each account's event timestamps, sorted.
     """
-    detected: dict[str, float] = {}
+    alerts = list(alerts)
+    detected = first_flags(alerts)
+    membership = campaign_members(alerts)
     max_score: dict[str, float] = defaultdict(float)
     by_type: Counter[str] = Counter()
-    campaign_members: dict[str, str] = {}
     pivot_alerts = []
     for alert in alerts:
         by_type[f"{alert['subject_type']}:{alert['type']}"] += 1
-        if alert["subject_type"] == "campaign":
-            for account in alert.get("accounts", []):
-                campaign_members[account] = alert["subject_id"]
-            if alert["type"] == "model_pivot":
-                pivot_alerts.append(alert)
-            continue
-        if alert["subject_type"] != "account":
-            continue
-        account = alert["subject_id"]
-        max_score[account] = max(max_score[account], float(alert["score"]))
-        if alert["severity"] in FLAG_SEVERITIES:
-            detected[account] = min(detected.get(account, math.inf), float(alert["ts"]))
+        if alert["subject_type"] == "campaign" and alert["type"] == "model_pivot":
+            pivot_alerts.append(alert)
+        elif alert["subject_type"] == "account":
+            account = alert["subject_id"]
+            max_score[account] = max(max_score[account], float(alert["score"]))
 
     members: dict[str, list[str]] = defaultdict(list)
     for account, info in labels.items():
@@ -142,7 +185,7 @@ def evaluate(
             times = event_times.get(a, [])
             if times:
                 delays.append(max(0.0, detected[a] - times[0]))
-                before.append(float(bisect.bisect_right(times, detected[a])))
+                before.append(float(events_until(times, detected[a])))
         groups.append(
             GroupResult(
                 group=group,
@@ -168,25 +211,9 @@ def evaluate(
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
-    grouping = None
-    if campaign_members:
-        accounts = sorted(campaign_members)
-        truth = [labels.get(a, {}).get("group", "unknown") for a in accounts]
-        predicted = [campaign_members[a] for a in accounts]
-        clusters: dict[str, list[str]] = defaultdict(list)
-        for t, p in zip(truth, predicted, strict=True):
-            clusters[p].append(t)
-        purity = sum(Counter(ts).most_common(1)[0][1] for ts in clusters.values()) / len(accounts)
-        grouping = {
-            "accounts": len(accounts),
-            "campaigns": len(clusters),
-            "purity": round(purity, 4),
-            "adjusted_rand_index": round(adjusted_rand_index(truth, predicted), 4),
-        }
-
     # Which true campaign each detected campaign mostly is, for the pivot table.
     majority: dict[str, Counter[str]] = defaultdict(Counter)
-    for account, cid in campaign_members.items():
+    for account, cid in membership.items():
         majority[cid][labels.get(account, {}).get("group", "unknown")] += 1
     pivots = [
         {
@@ -215,7 +242,7 @@ def evaluate(
         false_positives=fp,
         false_negatives=fn,
         alerts_by_type=dict(sorted(by_type.items())),
-        campaign_grouping=grouping,
+        campaign_grouping=grouping(membership, labels),
         model_pivots=pivots,
         account_scores=scores,
     )

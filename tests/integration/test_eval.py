@@ -1,7 +1,25 @@
-"""``detector eval`` on the CI scenario, end to end, with floors on its numbers.
+"""``detector eval`` end to end: the ``ci`` suite (one small draw of the test protocol) with
+floors on its matrix, and the ``ci`` scenario that the default report and the demo share.
 
-The floors sit well below what the detector reaches (see docs/evaluation.md), so a
-regression fails the build and noise does not.
+The floors sit far below what was measured, so that noise and small changes pass and a real
+regression (a family no longer caught, an honest family newly flagged, a report missing a
+column) fails. They are not tuned to this one draw: each is the measured value minus a wide
+margin, and the next issue is meant to move the measured values, not the floors.
+
+Measured on the ``ci`` suite's draw 0 (seed 900000000, phrase half ``test``, 452 accounts,
+14,761 events) when the floors were set (detector 0.1.0, issue 29; the 28-draw ``test``
+report then had recall 0.31 median, 0.0 worst):
+
+- recall 0.42 pooled; per row: lockstep language:zh+human_pacing 0%, low_and_slow_residential
+  slow_ramp 0%, persona_template none 100%, persona_template random_params+reseller_pool 100%,
+  residential_mimic slow_ramp+per_account_payment 100%;
+- precision 0.67; benign false-positive rate 0.071; twelve of fifteen honest families at 0%,
+  and three at 100% (coding_agent_users, essay_graders, ide_assistants: the known false
+  positives below, flagged by coordinated_cluster and template_chain);
+- campaign grouping purity 0.77, adjusted Rand index 0.71.
+
+The scenario floors were set on ``config/scenarios/ci.yaml`` (seed 7): FPR 0.0, precision 1.0,
+recall 0.99, every campaign at least 83% caught, purity and adjusted Rand index 1.0.
 """
 
 from __future__ import annotations
@@ -15,13 +33,70 @@ from detector.cli import main
 
 pytestmark = pytest.mark.integration
 
-# Reached on this scenario when the floors were set: FPR 0.0, precision 1.0, recall 0.93,
-# every campaign at least 83% caught (docs/evaluation/report.md has the default scenario).
+# --- the ci suite: floors = measured minus a wide margin ----------------------------------------
+SUITE_MIN_RECALL = 0.15  # measured 0.42
+SUITE_MIN_BEST_ROW_RECALL = 0.5  # measured 1.0: at least one family x variant still caught
+SUITE_MIN_PRECISION = 0.3  # measured 0.67
+SUITE_MAX_BENIGN_FPR = 0.15  # measured 0.071
+SUITE_MAX_FAMILY_FPR = 0.25  # measured 0.0 for every honest family but the known ones
+# Flagged wholesale when the floors were set; the next issue must clear them, then drop them
+# from this set so that their ceiling applies too.
+KNOWN_FALSE_POSITIVES = frozenset({"coding_agent_users", "essay_graders", "ide_assistants"})
+REPORT_FILES = ("report.md", "report.json", "recall_matrix.png", "honest_fpr.png")
+DRAW_FILES = ("events.jsonl", "labels.json", "alerts.jsonl", "report.json", "score.json")
+CAMPAIGN_COLUMNS = {"recall", "delay_s", "events_before_detection", "grouped", "purity",
+                    "adjusted_rand_index", "pivot_delay_h"}  # fmt: skip
+
+
+def test_eval_ci_suite_reports_the_matrix_and_meets_floors(tmp_path: Path) -> None:
+    out, data = tmp_path / "report", tmp_path / "data"
+    assert main(["eval", "--suite", "ci", "--out", str(out), "--data", str(data)]) == 0
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    draw = data / "draw-000"
+    for name in DRAW_FILES:
+        assert (draw / name).stat().st_size > 0, name
+    doc = orjson.loads((out / "report.json").read_bytes())
+    meta, matrix = doc["meta"], doc["matrix"]
+    assert (meta["suite"], meta["half"], meta["draws"], meta["first"]) == ("ci", "test", 1, 0)
+    assert meta["seeds"] == [doc["draws"][0]["seed"]] and meta["detector_version"]
+
+    # Complete: a row for every campaign family x variant and every honest family in the draw.
+    truth = orjson.loads((draw / "labels.json").read_bytes())["accounts"].values()
+    campaigns = {(t["family"], t["variant"]) for t in truth if t["label"] == "malicious"}
+    honest = {t["family"] for t in truth if t["label"] == "benign"}
+    rows = {(r["family"], r["variant"]): r for r in matrix["campaigns"]}
+    assert set(rows) == campaigns and {h["family"] for h in matrix["honest"]} == honest
+    for key, row in rows.items():
+        assert set(row) >= CAMPAIGN_COLUMNS and row["recall"]["draws"] == 1, key
+        if row["recall"]["median"] > 0:  # caught accounts have a delay and an event count
+            assert row["delay_s"]["median"] is not None, key
+            assert row["events_before_detection"]["median"] >= 1, key
+    text = (out / "report.md").read_text()
+    assert "**Caveat.**" in text and "suite `ci`" in text and meta["detector_version"] in text
+    assert all(f"| {family} | {variant} |" in text for family, variant in campaigns)
+
+    # Floors.
+    assert matrix["recall"]["median"] >= SUITE_MIN_RECALL
+    assert max(r["recall"]["median"] for r in rows.values()) >= SUITE_MIN_BEST_ROW_RECALL
+    assert matrix["precision"]["median"] >= SUITE_MIN_PRECISION
+    assert matrix["benign_fpr"]["worst"] <= SUITE_MAX_BENIGN_FPR
+    for h in matrix["honest"]:
+        if h["family"] not in KNOWN_FALSE_POSITIVES:
+            assert h["fpr"]["worst"] <= SUITE_MAX_FAMILY_FPR, (h["family"], h["flagged_by"])
+
+    # `simulate --suite ci --draw 0` writes the very traffic the evaluation replayed.
+    again = tmp_path / "simulated"
+    assert main(["simulate", "--suite", "ci", "--draw", "0", "--out", str(again)]) == 0
+    assert (again / "events.jsonl").read_bytes() == (draw / "events.jsonl").read_bytes()
+
+
+# --- the ci scenario (the default report's and the demo's format) --------------------------------
 MAX_BENIGN_FPR = 0.02
 MIN_PRECISION = 0.8
 MIN_RECALL = 0.6
 MIN_CAMPAIGN_RATE = 0.4
-MIN_PURITY = 0.7  # reached: 1.0, adjusted Rand index 1.0, one model_pivot for the hydra campaign
+MIN_PURITY = 0.7
 MIN_ARI = 0.4
 
 
@@ -82,6 +157,7 @@ def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None
     )
 
 
-def test_eval_needs_a_scenario_or_files(capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_needs_a_scenario_a_suite_or_files(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--events", "x.jsonl"]) == 2
-    assert "--scenario" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--scenario" in err and "--suite" in err
