@@ -330,13 +330,20 @@ class Scenario(_Model):
         )
 
 
-def load_scenario(name_or_path: str) -> Scenario:
+def yaml_path(name_or_path: str, directory: Path, what: str) -> Path:
+    """``<directory>/<name>.yaml`` for a bare name, else the path; ConfigError listing the
+    known names if there is no such file."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = SCENARIO_DIR / f"{name_or_path}.yaml"
+        path = directory / f"{name_or_path}.yaml"
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml")))
-        raise ConfigError(f"no scenario {name_or_path!r}: give a YAML path or one of: {known}")
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.yaml")))
+        raise ConfigError(f"no {what} {name_or_path!r}: give a YAML path or one of: {known}")
+    return path
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    path = yaml_path(name_or_path, SCENARIO_DIR, "scenario")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return Scenario.model_validate(data)

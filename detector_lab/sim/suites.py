@@ -32,7 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from typing_extensions import TypeAliasType
 
 from detector.errors import ConfigError
-from detector_lab.sim.scenario import Campaign, Half, Population, Scenario, problems
+from detector_lab.sim.scenario import (
+    Campaign,
+    Half,
+    Population,
+    Scenario,
+    problems,
+    yaml_path,
+)
 
 SUITE_DIR = Path(__file__).resolve().parent.parent.parent / "config" / "suites"
 OLD_MODEL_RELEASE_H = -4000.0  # the established model: released long before any draw starts
@@ -314,13 +321,7 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def _suite_path(name_or_path: str, directory: Path = SUITE_DIR) -> Path:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = directory / f"{name_or_path}.yaml"
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in SUITE_DIR.glob("*.yaml")))
-        raise ConfigError(f"no suite {name_or_path!r}: give a YAML path or one of: {known}")
-    return path
+    return yaml_path(name_or_path, directory, "suite")
 
 
 def load_suite(name_or_path: str) -> Suite:
