@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from detector_lab.evaluation.scoring import (
@@ -69,6 +69,21 @@ class HonestCell:
 
 
 @dataclass(frozen=True)
+class MixedCampaignAlert:
+    """A campaign alert whose listed accounts include honest ones."""
+
+    campaign: str  # the alert's subject_id
+    type: str
+    ts: float
+    accounts: int  # distinct accounts listed
+    honest: int  # of which honest
+
+    @property
+    def honest_share(self) -> float:
+        return self.honest / self.accounts if self.accounts else 0.0
+
+
+@dataclass(frozen=True)
 class DrawScore:
     draw: int
     seed: int
@@ -83,6 +98,8 @@ class DrawScore:
     seconds: float  # simulate + replay + score
     campaigns: list[CampaignCell]
     honest: list[HonestCell]
+    campaign_alerts: int = 0  # alerts with a campaign subject
+    mixed_campaign_alerts: list[MixedCampaignAlert] = field(default_factory=list)
 
 
 def score_draw(
@@ -149,7 +166,28 @@ def score_draw(
         seconds=round(seconds, 2),
         campaigns=campaigns,
         honest=honest_cells,
+        campaign_alerts=sum(a["subject_type"] == "campaign" for a in alerts),
+        mixed_campaign_alerts=mixed_campaign_alerts(alerts, labels),
     )
+
+
+def mixed_campaign_alerts(
+    alerts: Iterable[Mapping[str, Any]], labels: Mapping[str, Mapping[str, str]]
+) -> list[MixedCampaignAlert]:
+    """Every campaign alert listing at least one honest (labelled, not malicious) account."""
+    mixed = []
+    for alert in alerts:
+        if alert["subject_type"] != "campaign":
+            continue
+        listed = set(alert.get("accounts", []))
+        honest = sum(a in labels and labels[a]["label"] != "malicious" for a in listed)
+        if honest:
+            mixed.append(
+                MixedCampaignAlert(
+                    alert["subject_id"], alert["type"], float(alert["ts"]), len(listed), honest
+                )
+            )
+    return mixed
 
 
 def _members_by_campaign(alerts: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:

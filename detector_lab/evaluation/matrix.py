@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from detector_lab.evaluation.cells import NO_VARIANT, CampaignCell, DrawScore, HonestCell, ranked
 
@@ -171,3 +171,179 @@ def _honest_row(family: str, dh: list[tuple[int, HonestCell]]) -> HonestRow:
         fpr_by_draw={d: round(h.fpr, 4) for d, h in dh},
         flagged_by=ranked(by_type),
     )
+
+
+# --- targets: the Done-when criteria of issue 30 over a suite's draws -------------------------
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The thresholds of issue 30's Done-when, in one place."""
+
+    family_min_recall: float = 0.5  # every family, every draw: this share of its accounts flagged
+    recall_median_min: float = 0.95  # malicious-account recall, median over draws
+    benign_fpr_max: float = 0.003  # all honest accounts, worst draw
+    family_fpr_max: float = 0.01  # each honest family, its worst draw
+    ari_min: float = 0.9  # campaign grouping adjusted Rand index, worst draw
+    honest_share_max: float = 0.05  # honest accounts among a campaign alert's listed accounts
+    pivot_max_h: float = 6.0  # first model_pivot alert after the release, per moved campaign
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One criterion: ``value`` is the measured number (None: nothing measured, e.g. no
+    campaign alert in a draw, which fails); ``failures`` counts the offending items and
+    ``examples`` names a few of them."""
+
+    key: str
+    criterion: str
+    target: float
+    value: float | None
+    passed: bool
+    failures: int = 0
+    examples: list[str] = field(default_factory=list)
+    note: str = ""  # why a criterion with nothing measured passes
+
+
+MAX_EXAMPLES = 3
+
+
+def _or_dash(x: float | None, fmt: str) -> str:
+    return "—" if x is None else fmt.format(x)
+
+
+def _result(
+    key: str,
+    criterion: str,
+    target: float,
+    value: float | None,
+    failing: Sequence[str],
+    note: str = "",
+) -> TargetResult:
+    """Passes when nothing fails and something was measured (or ``note`` says why not)."""
+    return TargetResult(
+        key,
+        criterion,
+        target,
+        None if value is None else round(value, 4),
+        (value is not None or bool(note)) and not failing,
+        len(failing),
+        list(failing[:MAX_EXAMPLES]),
+        note,
+    )
+
+
+def family_detection(scores: Sequence[DrawScore], t: Targets) -> TargetResult:
+    """Every campaign family present in a draw has ``family_min_recall`` of its accounts
+    flagged in that draw (variants pooled); value: the lowest such share."""
+    shares: list[tuple[float, str, int]] = []
+    for s in scores:
+        flagged: Counter[str] = Counter()
+        accounts: Counter[str] = Counter()
+        for c in s.campaigns:
+            flagged[c.family] += c.flagged
+            accounts[c.family] += c.accounts
+        shares += [(flagged[f] / n, f, s.draw) for f, n in sorted(accounts.items()) if n]
+    failing = [f"{f} #{d} ({r:.0%})" for r, f, d in sorted(shares) if r < t.family_min_recall]
+    lowest = min((r for r, _, _ in shares), default=None)
+    return _result(
+        "family_detection", "every campaign family detected in every draw",
+        t.family_min_recall, lowest, failing,
+    )  # fmt: skip
+
+
+def recall_median(scores: Sequence[DrawScore], t: Targets) -> TargetResult:
+    value = statistics.median(s.recall for s in scores) if scores else None
+    failing = [f"#{s.draw} ({s.recall:.1%})" for s in scores if s.recall < t.recall_median_min]
+    result = _result(
+        "recall_median", "malicious-account recall, median over draws",
+        t.recall_median_min, value, failing,
+    )  # fmt: skip
+    # The median decides; the draws below the target are listed as context.
+    return replace(result, passed=value is not None and value >= t.recall_median_min)
+
+
+def benign_fpr(scores: Sequence[DrawScore], t: Targets) -> TargetResult:
+    worst = max(scores, key=lambda s: (s.benign_fpr, -s.draw), default=None)
+    failing = [f"#{s.draw} ({s.benign_fpr:.2%})" for s in scores if s.benign_fpr > t.benign_fpr_max]
+    return _result(
+        "benign_fpr", "honest false-positive rate, all honest accounts",
+        t.benign_fpr_max, None if worst is None else worst.benign_fpr, failing,
+    )  # fmt: skip
+
+
+def family_fpr(scores: Sequence[DrawScore], t: Targets) -> TargetResult:
+    """Each honest family's false-positive rate in its worst draw; value: the highest."""
+    worst: dict[str, tuple[float, int]] = {}
+    for s in scores:
+        for h in s.honest:
+            if h.accounts and (h.family not in worst or h.fpr > worst[h.family][0]):
+                worst[h.family] = (h.fpr, s.draw)
+    ranked_worst = sorted(worst.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    failing = [f"{f} #{d} ({r:.2%})" for f, (r, d) in ranked_worst if r > t.family_fpr_max]
+    value = ranked_worst[0][1][0] if ranked_worst else (0.0 if scores else None)
+    return _result(
+        "family_fpr", "honest false-positive rate, every honest family",
+        t.family_fpr_max, value, failing,
+    )  # fmt: skip
+
+
+def grouping_ari(scores: Sequence[DrawScore], t: Targets) -> TargetResult:
+    """Campaign grouping ARI in the worst draw; a draw without campaign alerts fails."""
+    failing = [
+        f"#{s.draw} ({_or_dash(s.adjusted_rand_index, '{:.2f}')})"
+        for s in scores
+        if s.adjusted_rand_index is None or s.adjusted_rand_index < t.ari_min
+    ]
+    values = [s.adjusted_rand_index for s in scores]
+    value = None if not values or None in values else min(v for v in values if v is not None)
+    return _result("grouping_ari", "campaign grouping ARI", t.ari_min, value, failing)
+
+
+def honest_in_campaigns(scores: Sequence[DrawScore], t: Targets) -> TargetResult:
+    """No campaign alert (over all draws) whose listed accounts are more than
+    ``honest_share_max`` honest; value: the highest honest share of any campaign alert."""
+    mixed = sorted(
+        ((m.honest_share, s.draw, m) for s in scores for m in s.mixed_campaign_alerts),
+        key=lambda x: (-x[0], x[1], x[2].campaign, x[2].ts),
+    )
+    failing = [
+        f"#{d} {m.campaign} {m.type} ({m.honest}/{m.accounts})"
+        for share, d, m in mixed
+        if share > t.honest_share_max
+    ]
+    value = mixed[0][0] if mixed else (0.0 if scores else None)
+    return _result(
+        "honest_in_campaigns", "honest share of any campaign alert's listed accounts, all draws",
+        t.honest_share_max, value, failing,
+    )  # fmt: skip
+
+
+def pivot_alerts(scores: Sequence[DrawScore], t: Targets) -> TargetResult:
+    """A model_pivot alert within ``pivot_max_h`` of the release for every campaign (family x
+    variant of a draw) that moved traffic to the newest model; value: the latest such alert,
+    None when one is missing. No campaign moved: nothing to fail."""
+    moved = [(s.draw, c) for s in scores for c in s.campaigns if c.pivoted]
+    failing = [
+        f"{c.family}/{c.variant} #{d} ({_or_dash(c.pivot_delay_h, '{:.1f} h')})"
+        for d, c in moved
+        if c.pivot_delay_h is None or c.pivot_delay_h > t.pivot_max_h
+    ]
+    delays = [c.pivot_delay_h for _, c in moved]
+    value = None if None in delays else max((d for d in delays if d is not None), default=None)
+    return _result(
+        "pivot_alerts", "model-pivot alert after the release, every campaign that moved",
+        t.pivot_max_h, value, failing, "" if moved else "no campaign moved",
+    )  # fmt: skip
+
+
+def targets(scores: Sequence[DrawScore], t: Targets | None = None) -> list[TargetResult]:
+    """Issue 30's Done-when over the draws, in the issue's order (3 is two rows)."""
+    t = t or Targets()
+    return [
+        check(scores, t)
+        for check in (
+            family_detection, recall_median, benign_fpr, family_fpr,
+            grouping_ari, honest_in_campaigns, pivot_alerts,
+        )
+    ]  # fmt: skip

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from detector_lab.evaluation.cells import DrawScore
-from detector_lab.evaluation.matrix import Matrix, Stat
+from detector_lab.evaluation.matrix import Matrix, Stat, TargetResult, Targets, targets
 
 HOUR_S = 3600.0
 CAVEAT = (
@@ -31,10 +31,25 @@ def _draw_doc(s: DrawScore) -> dict[str, Any]:
     return doc
 
 
+def targets_doc(scores: Sequence[DrawScore], t: Targets | None = None) -> dict[str, Any]:
+    t = t or Targets()
+    results = targets(scores, t)
+    return {
+        "passed": all(r.passed for r in results),
+        "thresholds": asdict(t),
+        "criteria": [asdict(r) for r in results],
+    }
+
+
 def write_json(
     matrix: Matrix, scores: Sequence[DrawScore], meta: dict[str, Any], path: Path
 ) -> None:
-    doc = {"meta": meta, "matrix": asdict(matrix), "draws": [_draw_doc(s) for s in scores]}
+    doc = {
+        "meta": meta,
+        "targets": targets_doc(scores),
+        "matrix": asdict(matrix),
+        "draws": [_draw_doc(s) for s in scores],
+    }
     path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
 
 
@@ -110,6 +125,46 @@ def _draw_range(draws: Sequence[int]) -> str:
     return f"{draws[0]}" if len(draws) == 1 else f"{draws[0]}–{draws[-1]}"
 
 
+# How each criterion reads: its target, its measured value, and what a failure is called.
+_TARGET_FORMS: dict[str, tuple[str, Callable[[float], str], str]] = {
+    "family_detection": ("≥ {} of each family's accounts", _pct, "(family, draw) pairs fail"),
+    "recall_median": ("≥ {}", lambda x: f"{x:.1%}", "draws below"),
+    "benign_fpr": ("≤ {}", lambda x: f"{x:.2%}", "draws fail"),
+    "family_fpr": ("≤ {} each family", lambda x: f"{x:.2%}", "families fail"),
+    "grouping_ari": ("≥ {}", _two, "draws fail"),
+    "honest_in_campaigns": ("≤ {} honest", _pct, "alerts fail"),
+    "pivot_alerts": ("≤ {}", _hours, "campaigns fail"),
+}
+
+
+def target_row(r: TargetResult) -> str:
+    """One row of the targets table.
+
+    >>> target_row(TargetResult("grouping_ari", "campaign grouping ARI", 0.9, 0.8, False, 1,
+    ...                         ["#2 (0.80)"]))
+    '| campaign grouping ARI | ≥ 0.90 | 0.80; draws fail: 1 (#2 (0.80)) | **FAIL** |'
+    """
+    target, fmt, failing = _TARGET_FORMS[r.key]
+    measured = "—" if r.value is None else fmt(r.value)
+    if r.note:
+        measured += f" ({r.note})"
+    if r.failures:
+        shown = ", ".join(r.examples) + (", …" if r.failures > len(r.examples) else "")
+        measured += f"; {failing}: {r.failures} ({shown})"
+    verdict = "PASS" if r.passed else "**FAIL**"
+    return f"| {r.criterion} | {target.format(fmt(r.target))} | {measured} | {verdict} |"
+
+
+def _targets_table(scores: Sequence[DrawScore]) -> list[str]:
+    return [
+        "## Targets (issue 30), worst draw unless stated",
+        "",
+        "| criterion | target | measured | PASS/FAIL |",
+        "|---|---|---|---|",
+        *(target_row(r) for r in targets(scores)),
+    ]
+
+
 def _margin(stats: dict[str, Stat], what: str) -> list[str]:
     rows = [f"| {key} | {st.draws} | {cell(st, _pct)} |" for key, st in stats.items()]
     return [f"| {what} | draws | recall |", "|---|---|---|", *rows]
@@ -142,6 +197,8 @@ def markdown(
         f"| recall (campaign accounts flagged) | {cell(m.recall, _pct)} |",
         f"| benign false-positive rate | {cell(m.benign_fpr, lambda x: f'{x:.2%}')} |",
         f"| precision | {cell(m.precision, _two)} |",
+        "",
+        *_targets_table(scores),
         "",
         "## Campaigns: family × variant",
         "",

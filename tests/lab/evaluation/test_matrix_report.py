@@ -36,12 +36,39 @@ def test_markdown_states_the_protocol_and_has_a_row_per_cell() -> None:
     assert "![recall_matrix.png](recall_matrix.png)" in text
 
 
+def test_markdown_shows_the_targets_right_after_the_headline() -> None:
+    scores = _draws()
+    text = matrix_report.markdown(aggregate(scores), scores, META, [])
+    after = text.split("| precision |", 1)[1].split("\n")
+    assert after[2] == "## Targets (issue 30), worst draw unless stated"
+    assert after[4] == "| criterion | target | measured | PASS/FAIL |"
+    rows = after[6:13]
+    assert len(rows) == 7 and after[13] == "" and after[14] == "## Campaigns: family × variant"
+    assert rows[1] == (
+        "| malicious-account recall, median over draws | ≥ 95.0% | 50.0%; "
+        "draws below: 2 (#3 (60.0%), #4 (40.0%)) | **FAIL** |"
+    )
+    assert rows[5].endswith("alerts fail: 2 (#3 c2 coordinated_cluster (1/2), "
+                            "#4 c2 coordinated_cluster (1/2)) | **FAIL** |")  # fmt: skip
+    assert rows[6] == (
+        "| model-pivot alert after the release, every campaign that moved | ≤ 6.0 h | —; "
+        "campaigns fail: 1 (hydra/none #4 (—)) | **FAIL** |"
+    )
+
+
 def test_json_and_heatmaps_are_written(tmp_path: Path) -> None:
     scores = _draws()
     matrix = aggregate(scores)
     matrix_report.write_json(matrix, scores, META, tmp_path / "report.json")
     doc = orjson.loads((tmp_path / "report.json").read_bytes())
     assert doc["meta"]["suite"] == "test" and [d["draw"] for d in doc["draws"]] == [3, 4]
+    assert doc["targets"]["passed"] is False and doc["targets"]["thresholds"]["ari_min"] == 0.9
+    family = doc["targets"]["criteria"][0]
+    assert (family["key"], family["value"], family["passed"]) == ("family_detection", 0.3333, False)
+    assert doc["draws"][0]["campaign_alerts"] == 3
+    assert doc["draws"][0]["mixed_campaign_alerts"] == [
+        {"campaign": "c2", "type": "coordinated_cluster", "ts": 500.0, "accounts": 2, "honest": 1}
+    ]
     hydra = next(
         r for r in doc["matrix"]["campaigns"] if r["variant"] == "none" and r["family"] == "hydra"
     )
