@@ -377,10 +377,7 @@ def enterprise_batch(pop: EnterpriseBatch, ctx: _Ctx) -> None:
                 begin = ctx.start + day * DAY_S + job_start * HOUR_S
                 end = min(ctx.end, begin + pop.job_hours * HOUR_S)
                 for ts in _times(rng, begin, end, pop.hourly_requests / HOUR_S):
-                    prompt = template.format(
-                        t=text.honest_prompt(rng, max_sentences=2, half=ctx.half),
-                        n=rng.randrange(10**6),
-                    )
+                    prompt = text.batch_item(rng, template, half=ctx.half)
                     ctx.emit(
                         ts=ts, account_id=account, model=ctx.scenario.default_model, org_id=org,
                         account_created_ts=created, billing_fingerprint=billing, source_ip=ip, asn=asn,
