@@ -24,6 +24,9 @@ _OCTET: Final = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4: Final = re.compile(r"\.".join([_OCTET] * 4))
 # A template's fixed opening: honest prompts rarely share their first 8 words.
 PREFIX_TOKENS: Final = 8
+# Where a template's fixed opening ends, in characters: word counts mean nothing in Chinese.
+OPENING_CHARS: Final = 40
+_DIGIT_RUNS: Final = re.compile(r"[0-9]+")
 AT_LIMIT_FRACTION: Final = 0.95  # output within 5% of max_tokens counts as "ran to the limit"
 
 
@@ -55,6 +58,8 @@ class EventFeatures(msgspec.Struct, frozen=True, gc=False):
     address_range: str = ""  # /16 of IPv4, /32 of IPv6: the origin a source alert names
     asn_agent: str = ""  # ASN together with the user agent
     prefix: int = 0  # hash of the prompt's first words: a template's fixed opening
+    opening: int = 0  # hash of the prompt's first characters, in any script (detector.campaigns)
+    habit: int = 0  # hash of the request's parameters: how a client or script sends requests
 
 
 def truncate_utf8(text: str | None, max_bytes: int) -> str:
@@ -136,7 +141,33 @@ def _features(
         prefix=xxhash.xxh64_intdigest(b" ".join(tokens[:PREFIX_TOKENS]))
         if len(tokens) >= 2 * PREFIX_TOKENS
         else 0,
+        opening=opening_hash(lowered),
+        habit=habit_hash(event),
     )
+
+
+def opening_hash(lowered: str) -> int:
+    """Hash of a lower-cased prompt's first ``OPENING_CHARS`` characters, whitespace collapsed
+    and runs of ASCII digits masked, in any script; 0 for a prompt shorter than that.
+
+    >>> opening_hash("переведи на русский 12 строк, пожалуйста: a") == opening_hash("переведи  на русский 7 строк, пожалуйста: b")
+    True
+    >>> opening_hash("short")
+    0
+    """
+    head = _DIGIT_RUNS.sub("0", " ".join(lowered[: 2 * OPENING_CHARS].split()))[:OPENING_CHARS]
+    if len(head) < OPENING_CHARS:
+        return 0
+    return xxhash.xxh64_intdigest(head.encode("utf-8"))
+
+
+def habit_hash(event: QueryEvent) -> int:
+    """Hash of the parameters a client sends the same way every time: temperature, max_tokens,
+    streaming, whether it defines tools, and the conversation length (1, 2-3, 4+ messages)."""
+    n = event.n_messages or 1
+    turns = 1 if n <= 1 else 2 if n <= 3 else 4
+    key = f"{event.temperature}|{event.max_tokens}|{event.stream}|{bool(event.tools)}|{turns}"
+    return xxhash.xxh64_intdigest(key.encode())
 
 
 @functools.lru_cache(maxsize=65536)  # addresses repeat, and ipaddress is slow to parse them

@@ -1,0 +1,125 @@
+"""A group judged as a whole against the population of active accounts.
+
+Grouping says who belongs together; it does not accuse: an honest app's users, one ISP's
+customers on one browser, an enterprise's batch accounts are groups too. What makes a group
+a campaign is how it behaves compared with everyone else, and no single behaviour may decide:
+each indicator compares the group with the population, and a group is ``medium`` only when
+at least ``medium_indicators`` of them hold at once. Indicators that this version measures:
+
+- ``young``: members started using their accounts much younger than accounts usually are
+  (fraudulent accounts are made for the campaign and replaced when banned);
+- ``limit``: a large share of members' requests run to ``max_tokens`` (output harvested to
+  the last token), far more than the population's;
+- ``intent``: a large share of members' requests carry a harvesting intent, far more than the
+  population's.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class MemberFacts(NamedTuple):
+    """What the judge reads of one member (from its account state)."""
+
+    first: float  # event time of its first request
+    last: float  # ... and of its latest
+    created: float  # account creation time, 0 when unknown
+    events: int
+    harvest: float  # share of its requests with a harvesting intent
+    at_limit: float  # share of its requests whose output ran to max_tokens
+
+
+@dataclass(frozen=True)
+class Population:
+    """The same facts over all active accounts, for comparison: medians over accounts, so
+    campaigns (a minority of accounts) do not move the reference they are compared with."""
+
+    median_age_s: float  # age at first request; 0 when unknown
+    harvest: float  # median share over accounts
+    at_limit: float
+
+
+@dataclass(frozen=True)
+class JudgeRules:
+    young_ratio: float = 0.25  # median member age at most this share of the population's
+    limit_share: float = 0.3  # members' mean share of requests run to max_tokens at least ...
+    limit_ratio: float = 4.0  # ... and this many times the population's
+    intent_share: float = 0.3  # members' mean harvesting share at least ...
+    intent_ratio: float = 2.0  # ... and this many times the population's
+    medium_indicators: int = 2
+    high_indicators: int = 3
+    high_members: int = 10
+    critical_members: int = 30
+
+
+@dataclass(frozen=True)
+class Verdict:
+    severity: str
+    score: float
+    indicators: dict[str, float]  # every indicator's group value (held or not)
+    held: tuple[str, ...]  # the indicators that hold
+    reasons: tuple[str, ...]
+
+
+def population_of(members: Sequence[MemberFacts]) -> Population:
+    ages = [m.first - m.created for m in members if m.created]
+    return Population(
+        statistics.median(ages) if ages else 0.0,
+        statistics.median(m.harvest for m in members) if members else 0.0,
+        statistics.median(m.at_limit for m in members) if members else 0.0,
+    )
+
+
+def judge(members: Sequence[MemberFacts], population: Population, rules: JudgeRules) -> Verdict:
+    """The group's severity from the indicators that hold, with a reason for each."""
+    n = len(members)
+    ages = [m.first - m.created for m in members if m.created]
+    age = statistics.median(ages) if ages else None
+    harvest = statistics.fmean(m.harvest for m in members) if n else 0.0
+    limit = statistics.fmean(m.at_limit for m in members) if n else 0.0
+    days = 86400.0
+    checks = {
+        "young": (
+            age is not None
+            and population.median_age_s > 0
+            and age <= rules.young_ratio * population.median_age_s,
+            (age or 0.0) / days,
+            f"members' median account age at first request {(age or 0.0) / days:.1f} d "
+            f"(all accounts: {population.median_age_s / days:.1f} d)",
+        ),
+        "limit": (
+            limit >= rules.limit_share and limit >= rules.limit_ratio * population.at_limit,
+            limit,
+            f"{limit:.0%} of members' requests ran to max_tokens (all accounts: {population.at_limit:.0%})",
+        ),
+        "intent": (
+            harvest >= rules.intent_share and harvest >= rules.intent_ratio * population.harvest,
+            harvest,
+            f"{harvest:.0%} of members' requests carry a harvesting intent "
+            f"(all accounts: {population.harvest:.0%})",
+        ),
+    }
+    held = tuple(name for name, (ok, _, _) in checks.items() if ok)
+    k = len(held)
+    if k >= rules.high_indicators and n >= rules.critical_members:
+        severity = "critical"
+    elif k >= rules.high_indicators and n >= rules.high_members:
+        severity = "high"
+    elif k >= rules.medium_indicators:
+        severity = "medium"
+    else:
+        severity = "low"
+    score = round(min(1.0, k / len(checks) + 0.05 * min(n, 100) / 100), 4)
+    return Verdict(
+        severity,
+        score,
+        {name: round(value, 4) for name, (_, value, _) in checks.items()},
+        held,
+        tuple(checks[name][2] for name in held),
+    )
