@@ -16,6 +16,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from detector import native
+from detector.campaigns.step import GroupStep
 from detector.config import Settings, redact_url
 from detector.detectors.suite import DetectorSuite
 from detector.embedded import EmbeddedRedis
@@ -25,6 +26,7 @@ from detector.io import AlertSink, DeadLetterSink
 from detector.io.account_store import AccountStore
 from detector.io.campaign_store import CampaignStore
 from detector.io.files import JsonlAlertSink, JsonlDeadLetterSink, batches, records_in_event_time
+from detector.io.group_store import GroupStore
 from detector.io.kafka import (
     KafkaAlertSink,
     KafkaDeadLetterSink,
@@ -77,6 +79,14 @@ def build_pipeline(
     store = AccountStore(
         connect(settings.redis, binary=True), settings.redis, settings.state, metrics
     )
+    enabled = settings.campaigns.enabled
+    groups = (
+        GroupStep(
+            GroupStore(client, settings.redis.key_prefix, settings.campaigns, metrics), settings
+        )
+        if enabled and settings.campaigns.stage == "groups"
+        else None
+    )
     campaigns = (
         CampaignStore(
             client,
@@ -86,10 +96,12 @@ def build_pipeline(
             metrics,
             remember_accounts=settings.state.cache_accounts,
         )
-        if settings.campaigns.enabled
+        if enabled and settings.campaigns.stage == "links"
         else None
     )
-    return Pipeline(settings, store, suite, alerts, dead_letters, metrics, checkpoint, campaigns)
+    return Pipeline(
+        settings, store, suite, alerts, dead_letters, metrics, checkpoint, campaigns, groups=groups
+    )
 
 
 def wait_for_redis(client: redis.Redis, url: str, timeout_s: float = REDIS_WAIT_S) -> None:

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -132,6 +132,7 @@ def parse_bootstrap_servers(value: str) -> list[tuple[str, int]]:
 
 class RedisSettings(_Section):
     url: str = "redis://localhost:6379/0"
+    cluster: bool = False
     key_prefix: str = "det:"
     socket_timeout_s: float = Field(default=5.0, gt=0)
     retry_attempts: int = Field(default=0, ge=0)
@@ -148,6 +149,22 @@ class RedisSettings(_Section):
             # redis-py's message never holds the password; the URL is shown redacted.
             raise ValueError(f"{redact_url(url)} is not a Redis URL: {exc}") from None
         return url
+
+    @model_validator(mode="after")
+    def _cluster_url(self) -> RedisSettings:
+        # Refused here rather than by redis-py at the first connection, naming both settings.
+        options = parse_url(self.url) if self.cluster else {}
+        if "path" in options:
+            raise ValueError(
+                "redis.url must be redis:// or rediss:// when redis.cluster is true: "
+                "a cluster is reached over TCP"
+            )
+        if options.get("db", 0) != 0:
+            raise ValueError(
+                "redis.url must name database 0 or none when redis.cluster is true: "
+                "a cluster has database 0 only"
+            )
+        return self
 
 
 class StateSettings(_Section):
@@ -274,8 +291,52 @@ class AnomalySettings(_Section):
 EVIDENCE_KINDS = ("bill", "cfp", "net", "asnua", "tpl", "lock", "born", "range")
 
 
+class GroupSettings(_Section):
+    """The group-first campaign stage (``campaigns.stage: groups``): ``detector.campaigns``."""
+
+    value_shards: int = Field(default=16, ge=1, le=1024)
+    group_shards: int = Field(default=16, ge=1, le=1024)
+    window_s: float = Field(default=7 * 86400.0, gt=0)
+    cap: int = Field(default=2000, ge=10)
+    cap_share: float = Field(default=0.5, gt=0, le=1)
+    min_df: int = Field(default=3, ge=2)
+    ramp_df: int = Field(default=5, ge=2)
+    min_members: int = Field(default=3, ge=2)
+    rho: float = Field(default=0.6, gt=0.5, le=1)
+    value_cap: float = Field(default=0.5, gt=0, le=0.5)
+    kind_cap: float = Field(default=0.55, gt=0, lt=1)
+    family_cap: float = Field(default=0.55, gt=0, lt=1)
+    support: float = Field(default=0.5, gt=0, le=1)
+    seed_growth: float = Field(default=1.5, gt=1)
+    judge_growth: float = Field(default=1.25, gt=1)
+    judge_every_s: float = Field(default=1800.0, gt=0)
+    index_refresh_s: float = Field(default=1800.0, ge=0)
+    young_ratio: float = Field(default=0.25, gt=0, le=1)
+    limit_share: float = Field(default=0.3, gt=0, le=1)
+    limit_ratio: float = Field(default=4.0, ge=1)
+    intent_share: float = Field(default=0.3, gt=0, le=1)
+    intent_ratio: float = Field(default=2.0, ge=1)
+    medium_indicators: int = Field(default=2, ge=1)
+    high_indicators: int = Field(default=3, ge=1)
+    high_members: int = Field(default=10, ge=2)
+    critical_members: int = Field(default=30, ge=2)
+    background_accounts: int = Field(default=5000, ge=100)
+
+    @model_validator(mode="after")
+    def _no_chains(self) -> GroupSettings:
+        if self.kind_cap >= self.rho:
+            raise ValueError(
+                "kind_cap must be below rho, or one kind of evidence could make a group"
+            )
+        if self.high_indicators < self.medium_indicators:
+            raise ValueError("high_indicators must be at least medium_indicators")
+        return self
+
+
 class CampaignSettings(_Section):
     enabled: bool = True
+    stage: Literal["links", "groups"] = "links"
+    groups: GroupSettings = GroupSettings()
     # "born" (account-creation hour) is off by default: on the default scenario, an hour shared
     # by accounts of two campaigns merged them; it needs more than three suspects to mean much.
     evidence_kinds: tuple[str, ...] = ("bill", "cfp", "net", "asnua", "tpl", "lock", "range")

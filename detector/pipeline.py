@@ -22,11 +22,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import msgspec
 
 from detector import alerting
+from detector.campaigns.step import GroupStep
 from detector.config import Settings
 from detector.decode import decode_batch
 from detector.detectors import Finding
@@ -87,6 +89,7 @@ class Pipeline:
         checkpoint_key: str | None = None,
         campaigns: CampaignStore | None = None,
         clock: Callable[[], float] = time.time,
+        groups: GroupStep | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -95,6 +98,7 @@ class Pipeline:
         self.metrics = metrics
         self.checkpoint_key = checkpoint_key
         self.campaigns = campaigns
+        self.groups = groups  # the group-first campaign stage, instead of ``campaigns``
         self.clock = clock
         self._batches = 0
         self.tagger = IntentTagger(settings.intent.patterns)
@@ -223,6 +227,9 @@ class Pipeline:
         """Link the batch's accounts through shared evidence; the alerts on what changed and
         the commands that record them as sent, written with the batch's state. The states
         are final here: their write is encoded while Redis links."""
+        if self.groups is not None and applied:
+            step = self.groups.run(applied, loaded.states, partial(self.store.encode, loaded))
+            return step.alerts, step.commands
         if self.campaigns is None or not records:
             self.store.encode(loaded)
             return [], []

@@ -1,7 +1,7 @@
 """What an account shares with other accounts: values by kind, each kind in one family.
 
-Independence is counted by family, never by kind: a client fingerprint and an ASN with its
-user agent say the same thing (the same infrastructure), so they are one family.
+Independence is counted by family, never by kind: an address range and an ASN with its user
+agent both say "the same network egress" (a reseller's, a NAT's), so they are one family.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from detector.features import EventFeatures
 Value = tuple[str, str]  # (kind, value): "cfp", "cfp-1a2b..."
 
 FAMILY: Final[Mapping[str, str]] = {
-    "bill": "infra",  # billing fingerprint
-    "cfp": "infra",  # client fingerprint
-    "net": "infra",  # IPv4 /24, IPv6 /48
-    "asnua": "infra",  # ASN with the user agent
-    "habit": "infra",  # request parameters sent the same way every time
+    "net": "network",  # IPv4 /24, IPv6 /48
+    "asnua": "network",  # ASN with the user agent
+    "cfp": "client",  # client fingerprint
+    "habit": "client",  # request parameters sent the same way every time
+    "bill": "payment",  # billing fingerprint
     "sys": "content",  # system prompt
     "open": "content",  # the prompt's first characters, any script
     "tpl": "content",  # the prompt's first words, slots masked
@@ -43,6 +43,7 @@ KEPT: Final[Mapping[str, int]] = {
     "bhv": 1,
 }
 MIN_SHARE: Final = 0.2  # ... and only values on at least this share of its events
+HELD: Final = 24  # values an account's state keeps counts for (the least counted make room)
 # Replaced accounts are new: a new account on a source is rarer evidence than the source.
 YOUNG_S: Final = 86400.0
 
@@ -80,6 +81,35 @@ def tally(feats: Iterable[EventFeatures], into: Counter[Value] | None = None) ->
     for f in feats:
         counts.update(event_values(f))
     return counts
+
+
+def fold(held: dict[str, int], feats: Iterable[EventFeatures], limit: int = HELD) -> None:
+    """Count the events' values into an account's stored tally (``"kind:value"`` -> events),
+    in place, keeping at most ``limit``: a new value replaces the least counted one.
+
+    >>> held = {"net:a": 3}
+    >>> fold(held, [EventFeatures("a", "e", 0, 0.0, 0, 0, "m", 0, 0, 0, None, "", "", network="b")], 1)
+    >>> held
+    {'net:b': 1}
+    """
+    for f in feats:
+        for kind, value in event_values(f):
+            key = f"{kind}:{value}"
+            if key in held:
+                held[key] += 1
+                continue
+            if len(held) >= limit:
+                del held[min(held, key=held.__getitem__)]
+            held[key] = 1
+
+
+def parse(held: Mapping[str, int]) -> dict[Value, int]:
+    """A stored tally as values and counts."""
+    out: dict[Value, int] = {}
+    for key, n in held.items():
+        kind, _, value = key.partition(":")
+        out[(kind, value)] = n
+    return out
 
 
 def summary(counts: Mapping[Value, int], events: int) -> frozenset[Value]:

@@ -5,11 +5,11 @@ A group is a profile (values with weights) and its members:
 
 1. no value carries more than ``value_cap`` of the profile's weight and no kind of evidence
    more than ``kind_cap`` (heavier ones are clamped down to that share), so a valid profile
-   holds at least two values (``value_cap`` <= 1/2) of at least two kinds (``kind_cap`` < 1);
-   an optional ``family_cap`` does the same for families;
-2. every member holds at least ``rho`` of the profile's weight. As ``rho`` > ``kind_cap`` and
-   ``rho`` > ``value_cap``, every member shares at least two values of two kinds with the
-   profile, and any two members share values carrying at least ``2 rho - 1`` of its weight.
+   holds at least two values (``value_cap`` <= 1/2) of at least two kinds (``kind_cap`` < 1),
+   and ``family_cap`` does the same for families (``evidence.FAMILY``);
+2. every member holds at least ``rho`` of the profile's weight. As ``rho`` is above every
+   cap, every member shares at least two values of two families with the profile, and any
+   two members share values carrying at least ``2 rho - 1`` of its weight.
 
 Coverage is measured against the group's profile, not against another member, so accounts
 A, B, C where A shares one value with B and B another with C never make a group, and values
@@ -35,7 +35,7 @@ class GroupRules:
     rho: float = 0.6  # a member holds at least this share of its group's profile weight
     value_cap: float = 0.5  # no value above this share of a profile's weight
     kind_cap: float = 0.55  # no kind of evidence above this share
-    family_cap: float = 1.0  # no family above this share (1: no cap)
+    family_cap: float = 0.55  # no family above this share (1: no cap)
     support: float = 0.5  # a profile value is held by at least this share of the members
     min_members: int = 3
     max_profile: int = 64  # values in a profile at most (the heaviest)
@@ -45,6 +45,8 @@ class GroupRules:
     def __post_init__(self) -> None:
         if not (self.value_cap <= 0.5 < self.rho <= 1.0 and self.kind_cap < self.rho):
             raise ValueError("grouping needs value_cap <= 0.5 < rho <= 1 and kind_cap < rho")
+        if self.family_cap >= self.rho:
+            raise ValueError("grouping needs family_cap < rho")
 
 
 @dataclass(frozen=True)

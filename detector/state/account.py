@@ -145,6 +145,8 @@ class AccountState:
     cooldowns: dict[str, tuple[float, int]] = field(default_factory=dict)  # type -> (ts, rank)
     profile: Profile = field(default_factory=Profile)
     distinct: DistinctValues = field(default_factory=DistinctValues)
+    # Evidence values ("kind:value") with how many events carried them (detector.campaigns).
+    evidence: dict[str, int] = field(default_factory=dict)
 
     # The watermark leads the value in text ("partition,offset;") so the store's
     # compare-and-set script can read it without decoding the rest.
@@ -164,6 +166,7 @@ class AccountState:
                 [[w.bucket, w.count, w.prev_count, w.tokens, w.prev_tokens] for w in self.windows],
                 self.profile.to_list(),
                 self.distinct.blobs(),
+                self.evidence,
             ]
         )
         return self.watermark_text().encode() + body
@@ -181,7 +184,8 @@ class AccountState:
         if fields[0] != STATE_FORMAT:
             return cls.from_bytes(None, n_windows)
         (_, n, first, last, created, ids, rate, rate_ts, late, cd, raw_windows, profile,
-         distinct) = fields  # fmt: skip
+         distinct) = fields[:13]  # fmt: skip
+        evidence = fields[13] if len(fields) > 13 else {}  # written before evidence was kept
         windows = [Window(*w) for w in raw_windows][:n_windows]
         windows += [Window() for _ in range(n_windows - len(windows))]  # a window was added
         partition, offset = (int(x) for x in mark.split(b","))
@@ -200,6 +204,7 @@ class AccountState:
             cooldowns={k: (t, r) for k, t, r in cd},
             profile=Profile.from_list(profile),
             distinct=DistinctValues(distinct),
+            evidence=evidence,
         )
 
     @property

@@ -24,23 +24,26 @@ RULES = GroupRules()
 KINDS = sorted(FAMILY)
 
 
-def _kind_share(profile: dict[Value, float]) -> float:
+def _largest_share(profile: dict[Value, float], part: dict[str, str] | None = None) -> float:
+    """The largest share of the profile's weight on one kind (or one family, with ``part``)."""
     total = sum(profile.values())
+    name = (lambda v: part[v[0]]) if part else (lambda v: v[0])
     return max(
-        sum(w for v, w in profile.items() if v[0] == kind) / total
-        for kind in {v[0] for v in profile}
+        sum(w for v, w in profile.items() if name(v) == key) / total
+        for key in {name(v) for v in profile}
     )
 
 
 def assert_valid(group: Group, summaries: dict[str, frozenset[Value]], rules: GroupRules) -> None:
     total = sum(group.profile.values())
     assert max(group.profile.values()) <= rules.value_cap * total + 1e-9
-    assert _kind_share(dict(group.profile)) <= rules.kind_cap + 1e-9
+    assert _largest_share(dict(group.profile)) <= rules.kind_cap + 1e-9
+    assert _largest_share(dict(group.profile), dict(FAMILY)) <= rules.family_cap + 1e-9
     assert len(group.members) >= rules.min_members
     for account in group.members:
         held = summaries[account] & set(group.profile)
         assert coverage(summaries[account], group.profile) >= rules.rho
-        assert len(held) >= 2 and len({v[0] for v in held}) >= 2
+        assert len(held) >= 2 and len({FAMILY[v[0]] for v in held}) >= 2
     for a, b in itertools.combinations(sorted(group.members), 2):
         shared = summaries[a] & summaries[b] & set(group.profile)
         assert sum(group.profile[v] for v in shared) >= (2 * rules.rho - 1) * total - 1e-9
@@ -170,9 +173,11 @@ def test_cap_shares_leaves_none_above_the_cap(amounts: list[float], cap: float) 
     assert all(c <= named[k] + 1e-9 for k, c in capped.items())
 
 
-def test_clamp_needs_two_values_of_two_kinds() -> None:
+def test_clamp_needs_two_values_of_two_families() -> None:
     assert clamp({("cfp", "a"): 1.0}, RULES) is None
     assert clamp({("cfp", "a"): 1.0, ("cfp", "b"): 1.0, ("cfp", "c"): 1.0}, RULES) is None
+    # An address range and its ASN say one thing: the same network egress.
+    assert clamp({("net", "a"): 1.0, ("asnua", "b"): 1.0}, RULES) is None
     assert clamp({("cfp", "a"): 1.0, ("open", "b"): 3.0}, RULES) == {
         ("cfp", "a"): pytest.approx(1.0),
         ("open", "b"): pytest.approx(1.0),
@@ -185,7 +190,9 @@ def test_clamp_needs_two_values_of_two_kinds() -> None:
 def test_rules_refuse_caps_that_would_allow_chains() -> None:
     with pytest.raises(ValueError, match="kind_cap < rho"):
         GroupRules(rho=0.55, kind_cap=0.6)
+    with pytest.raises(ValueError, match="family_cap < rho"):
+        GroupRules(rho=0.55, kind_cap=0.5, family_cap=0.6)
     with pytest.raises(ValueError, match=r"value_cap <= 0\.5 < rho"):
         GroupRules(value_cap=0.6)
     with pytest.raises(ValueError, match=r"value_cap <= 0\.5 < rho"):
-        GroupRules(rho=0.5, kind_cap=0.45)
+        GroupRules(rho=0.5, kind_cap=0.45, family_cap=0.45)

@@ -1,0 +1,498 @@
+"""The group stage, one batch at a time: fold evidence, index it, seed and join groups,
+judge them, and say what to publish.
+
+``GroupStep.run`` reads as its stages, in data-flow order:
+
+1. ``_summaries``: each account's events fold into its stored evidence tally (part of its
+   state, written with it); its summary is its most frequent values and behaviour bucket;
+2. ``store.send_index`` (value shards): accounts whose summary changed, or was indexed long
+   ago, are added to their values' holders; every value of the batch comes back with its
+   holders count and owning group; a value that may seed a group brings its holders'
+   summaries. The batch's states are final here: they are encoded meanwhile;
+3. ``_seed``: weights from holders counts; ``grouping.form`` on each seed's holders;
+4. ``store.send_update`` (group shards): new groups are created, each account is offered to
+   the groups its values belong to and admitted if it covers the profile (checked in Redis);
+5. ``_verdicts``: groups due for judgement are judged against the background (accounts in
+   no group, kept by this worker); then alerts for new members, changed groups and moves to
+   a new model, with the commands that record them, written with the batch's state.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+import xxhash
+
+from detector import alerting
+from detector.campaigns.evidence import Value, behaviour_value, fold, parse, summary
+from detector.campaigns.grouping import Group, GroupRules, form
+from detector.campaigns.judge import SEVERITIES, JudgeRules, MemberFacts, Population, Verdict, judge
+from detector.campaigns.weights import WeightRules, weight
+from detector.config import Settings
+from detector.detectors import Finding
+from detector.events import Alert
+from detector.features import EventFeatures
+from detector.io.group_store import GroupReport, GroupStore, IndexReply, MemberUpdate
+from detector.state.account import AccountState
+from detector.state.profile import INDEX
+
+HOUR_S: Final = 3600
+CANDIDATES: Final = 4  # groups an account is offered to per batch at most
+REMEMBERED: Final = 200_000  # accounts and values a worker remembers (indexing, holders counts)
+FLAGGED: Final = frozenset({"medium", "high", "critical"})
+
+
+def wire(v: Value) -> str:
+    return f"{v[0]}:{v[1]}"
+
+
+def unwire(s: str) -> Value:
+    kind, _, value = s.partition(":")
+    return (kind, value)
+
+
+def member_facts(state: AccountState) -> list[float]:
+    """What the judge reads of an account, from its state (``judge.MemberFacts`` order)."""
+    means = state.profile.means
+    return [
+        state.first_seen,
+        state.last_seen,
+        state.created_ts,
+        state.events,
+        round(means[INDEX["harvest"]], 4),
+        round(means[INDEX["at_limit"]], 4),
+    ]
+
+
+def evidence_of(state: AccountState) -> frozenset[Value]:
+    """The account's summary and behaviour bucket."""
+    first, _, created, _, harvest, at_limit = member_facts(state)
+    bucket = behaviour_value(first - created if created else None, at_limit, harvest)
+    values = summary(parse(state.evidence), state.events)
+    return values | {bucket} if bucket else values
+
+
+def shared_values(profile: Mapping[str, float], indexed: IndexReply) -> list[dict[str, Any]]:
+    """The profile's heaviest values for an alert: kind, value, weight, holders if known.
+    Content values are hashes already; no prompt text is in any value."""
+    top = sorted(profile.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+    out = []
+    for value, w in top:
+        kind, _, text = value.partition(":")
+        stat = indexed.values.get(value)
+        out.append(
+            {"kind": kind, "value": text, "weight": round(w, 3), "df": stat.df if stat else None}
+        )
+    return out
+
+
+class Background:
+    """Accounts in no group, as this worker saw them lately: what groups are compared with.
+
+    A statistic, not shared state: each worker sees a random share of the accounts (by
+    partition), and a restarted worker rebuilds it from the traffic."""
+
+    def __init__(self, size: int) -> None:
+        self._facts: deque[tuple[float, float, float]] = deque(maxlen=size)
+        self._added: OrderedDict[str, float] = OrderedDict()
+        self._size = size
+        self._population: Population | None = None
+
+    def add(self, account: str, facts: list[float]) -> None:
+        """Counted once per account and hour of event time."""
+        last = facts[1]
+        if last - self._added.get(account, -HOUR_S) < HOUR_S:
+            return
+        self._added[account] = last
+        self._added.move_to_end(account)
+        while len(self._added) > self._size:
+            self._added.popitem(last=False)
+        first, _, created, _, harvest, at_limit = facts
+        self._facts.append((first - created if created else -1.0, harvest, at_limit))
+        self._population = None
+
+    def population(self) -> Population:
+        if self._population is None:
+            ages = [a for a, _, _ in self._facts if a >= 0]
+            self._population = Population(
+                statistics.median(ages) if ages else 0.0,
+                statistics.median(h for _, h, _ in self._facts) if self._facts else 0.0,
+                statistics.median(x for _, _, x in self._facts) if self._facts else 0.0,
+            )
+        return self._population
+
+
+@dataclass
+class StepResult:
+    alerts: list[Alert] = field(default_factory=list)
+    commands: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+class GroupStep:
+    def __init__(
+        self, store: GroupStore, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> None:
+        s = settings.campaigns.groups
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.weight_rules = WeightRules(
+            min_df=s.min_df, ramp_df=s.ramp_df, cap=s.cap, cap_share=s.cap_share
+        )
+        self.group_rules = GroupRules(
+            rho=s.rho,
+            value_cap=s.value_cap,
+            kind_cap=s.kind_cap,
+            family_cap=s.family_cap,
+            support=s.support,
+            min_members=s.min_members,
+        )
+        self.judge_rules = JudgeRules(
+            young_ratio=s.young_ratio,
+            limit_share=s.limit_share,
+            limit_ratio=s.limit_ratio,
+            intent_share=s.intent_share,
+            intent_ratio=s.intent_ratio,
+            medium_indicators=s.medium_indicators,
+            high_indicators=s.high_indicators,
+            high_members=s.high_members,
+            critical_members=s.critical_members,
+        )
+        self.background = Background(s.background_accounts)
+        self._indexed: OrderedDict[str, tuple[int, float]] = OrderedDict()  # summary hash, ts
+        self._df: OrderedDict[str, int] = OrderedDict()  # holders counts lately reported
+        self._members: OrderedDict[str, str] = OrderedDict()  # account -> its group, lately
+        self._traffic: dict[int, Counter[str]] = {}  # all requests per model, per hour
+
+    def run(
+        self,
+        applied: Mapping[str, list[EventFeatures]],
+        states: Mapping[str, AccountState],
+        meanwhile: Callable[[], Any],
+    ) -> StepResult:
+        """The batch's group alerts and the commands that record them; ``meanwhile`` runs
+        while the values are indexed (the states are final by then)."""
+        summaries, facts = self._summaries(applied, states)
+        index, ts = self._due(summaries, facts, applied)
+        models = self._count_traffic(applied)
+        trip = self.store.send_index(
+            index, {wire(v) for s in summaries.values() for v in s}, list(applied), models, ts
+        )
+        try:
+            meanwhile()
+        except BaseException:
+            trip.discard()
+            raise
+        indexed = trip.result()
+        self._remember(summaries, applied, indexed)
+        weights = self._weights(indexed)
+        created, seeds = self._seed(indexed, weights)
+        updates = self._offers(summaries, facts, applied, indexed, created, seeds)
+        reports = self.store.send_update(
+            [
+                (gid, {wire(v): round(w, 4) for v, w in g.profile.items()}, ts)
+                for gid, g in created.items()
+            ],
+            updates,
+        ).result()
+        return self._verdicts(reports, facts, indexed, created)
+
+    def _summaries(
+        self, applied: Mapping[str, list[EventFeatures]], states: Mapping[str, AccountState]
+    ) -> tuple[dict[str, frozenset[Value]], dict[str, list[float]]]:
+        summaries, facts = {}, {}
+        for account, feats in applied.items():
+            state = states[account]
+            fold(state.evidence, feats)
+            summaries[account] = evidence_of(state)
+            facts[account] = member_facts(state)
+        return summaries, facts
+
+    def _due(
+        self,
+        summaries: Mapping[str, frozenset[Value]],
+        facts: Mapping[str, list[float]],
+        applied: Mapping[str, list[EventFeatures]],
+    ) -> tuple[list[tuple[str, str, float, str]], float]:
+        """(value, account, ts, summary) for accounts whose summary changed or is due again;
+        the summary is a JSON record of the account's values and facts, for seeding."""
+        refresh = self.settings.campaigns.groups.index_refresh_s
+        index: list[tuple[str, str, float, str]] = []
+        latest = 0.0
+        for account, values in summaries.items():
+            ts = applied[account][-1].ts
+            latest = max(latest, ts)
+            key = hash(values)
+            seen = self._indexed.get(account)
+            if seen is not None and seen[0] == key and ts - seen[1] < refresh:
+                continue
+            text = orjson.dumps(
+                {"v": sorted(wire(v) for v in values), "f": facts[account]}
+            ).decode()
+            index.extend((wire(v), account, ts, text) for v in sorted(values))
+        return index, latest
+
+    def _remember(
+        self,
+        summaries: Mapping[str, frozenset[Value]],
+        applied: Mapping[str, list[EventFeatures]],
+        indexed: IndexReply,
+    ) -> None:
+        for account, values in summaries.items():
+            self._indexed[account] = (hash(values), applied[account][-1].ts)
+            self._indexed.move_to_end(account)
+        for value, stat in indexed.values.items():
+            self._df[value] = stat.df
+            self._df.move_to_end(value)
+        for memory in (self._indexed, self._df):
+            while len(memory) > REMEMBERED:
+                memory.popitem(last=False)
+
+    def _count_traffic(self, applied: Mapping[str, list[EventFeatures]]) -> dict[str, float]:
+        """All requests per model and hour (the population a pivot is compared with); the
+        batch's models with their first request time."""
+        first: dict[str, float] = {}
+        for feats in applied.values():
+            for f in feats:
+                hour = int(f.ts // HOUR_S)
+                self._traffic.setdefault(hour, Counter())[f.model] += 1
+                if f.ts < first.get(f.model, float("inf")):
+                    first[f.model] = f.ts
+        if self._traffic:
+            newest = max(self._traffic)
+            for hour in [h for h in self._traffic if h < newest - 2]:
+                del self._traffic[hour]
+        return first
+
+    def _weights(self, indexed: IndexReply) -> dict[str, float]:
+        active = max(indexed.active, 1)
+        return {
+            value: weight(value.partition(":")[0], df, active, self.weight_rules)
+            for value, df in self._df.items()
+        }
+
+    def _seed(
+        self, indexed: IndexReply, weights: Mapping[str, float]
+    ) -> tuple[dict[str, Group], dict[str, tuple[list[str], list[float]]]]:
+        """New groups from the values whose holders came back for seeding, and their members'
+        values and facts as the seeds carried them."""
+        created: dict[str, Group] = {}
+        seeds: dict[str, tuple[list[str], list[float]]] = {}
+        taken: set[str] = set()
+        by_value = {unwire(v): w for v, w in weights.items()}
+        for value in sorted(indexed.values):
+            stat = indexed.values[value]
+            if stat.seeds is None or weights.get(value, 0.0) <= 0:
+                continue
+            candidates = {
+                a: frozenset(unwire(v) for v in record["v"])
+                for a, record in stat.seeds.items()
+                if a not in taken
+            }
+            group = form(candidates, by_value, self.group_rules)
+            if group is None:
+                continue
+            gid = "cmp-" + xxhash.xxh64_hexdigest(orjson.dumps([wire(v) for v in group.key]))[:12]
+            created[gid] = group
+            taken |= group.members
+            for a in group.members:
+                seeds[a] = (stat.seeds[a]["v"], stat.seeds[a]["f"])
+        return created, seeds
+
+    def _offers(
+        self,
+        summaries: Mapping[str, frozenset[Value]],
+        facts: Mapping[str, list[float]],
+        applied: Mapping[str, list[EventFeatures]],
+        indexed: IndexReply,
+        created: Mapping[str, Group],
+        seeds: Mapping[str, tuple[list[str], list[float]]],
+    ) -> list[MemberUpdate]:
+        """Each batch account offered to the groups its values belong to, and new groups'
+        other members with the values and facts their seeds carried."""
+        updates = []
+        for gid, group in created.items():
+            for account in sorted(group.members - summaries.keys()):
+                held, seen = seeds[account]
+                updates.append(MemberUpdate(gid, account, held, seen))
+        for account, values in summaries.items():
+            wired = sorted(wire(v) for v in values)
+            groups = [g for g, group in created.items() if account in group.members]
+            known = self._members.get(account)
+            if known and known not in groups:
+                groups.append(known)
+            for v in wired:
+                owner = indexed.values[v].owner if v in indexed.values else ""
+                if owner and owner not in groups:
+                    groups.append(owner)
+            models = dict(Counter(f.model for f in applied[account]))
+            for gid in groups[:CANDIDATES]:
+                updates.append(MemberUpdate(gid, account, wired, facts[account], models))
+        return updates
+
+    def _verdicts(
+        self,
+        reports: list[GroupReport],
+        facts: Mapping[str, list[float]],
+        indexed: IndexReply,
+        created: Mapping[str, Group],
+    ) -> StepResult:
+        result = StepResult()
+        now = self.clock()
+        grouped: set[str] = set()
+        for r in reports:
+            members_now = set(r.table) if r.table is not None else set(r.joined)
+            for account in members_now | set(r.joined):
+                self._members[account] = r.group
+                self._members.move_to_end(account)
+            grouped |= members_now | set(r.joined)
+            verdict = self._verdict(r, result)
+            if verdict.severity in FLAGGED:
+                self._alert(r, verdict, created.get(r.group), indexed, result, now)
+        while len(self._members) > REMEMBERED:
+            self._members.popitem(last=False)
+        for account, f in facts.items():
+            if account not in grouped and account not in self._members:
+                self.background.add(account, f)
+        return result
+
+    def _verdict(self, r: GroupReport, result: StepResult) -> Verdict:
+        if r.table is not None:
+            members = [
+                MemberFacts(f[0], f[1], f[2], int(f[3]), f[4], f[5])
+                for f in r.table.values()
+                if len(f) == 6
+            ]
+            verdict = judge(members, self.background.population(), self.judge_rules)
+            result.commands.append(
+                self.store.verdict_command(
+                    r.group, verdict.severity, verdict.score, verdict.reasons
+                )
+            )
+            return verdict
+        severity = r.record.get("severity") or "low"
+        reasons = tuple(orjson.loads(r.record["reasons"])) if r.record.get("reasons") else ()
+        return Verdict(severity, float(r.record.get("score") or 0.0), {}, (), reasons)
+
+    def _alert(
+        self,
+        r: GroupReport,
+        verdict: Verdict,
+        group: Group | None,
+        indexed: IndexReply,
+        result: StepResult,
+        now: float,
+    ) -> None:
+        s = self.settings.campaigns
+        first = float(r.record.get("first") or r.latest)
+        members = r.members
+        reasons = (
+            f"{members} accounts share evidence no other accounts share as a whole "
+            f"(every member holds at least {s.groups.rho:.0%} of the group's weighted evidence)",
+            *verdict.reasons,
+        )
+        finding = Finding(
+            "coordinated_cluster",
+            verdict.score,
+            verdict.severity,
+            reasons,
+            {
+                "members": members,
+                "shared_values": shared_values(r.profile or {}, indexed),
+                "indicators": verdict.indicators,
+                "held": list(verdict.held),
+                "created_ts": float(r.record.get("created") or first),
+                "last_ts": r.latest,
+            },
+        )
+        announce = sorted(r.pending)
+        for account in announce:
+            result.alerts.append(alerting.member_alert(account, r.group, finding, r.latest, now))
+        if announce:
+            result.commands.append(self.store.announced_command(r.group, announce))
+        alerted_n = int(float(r.record.get("alerted_n") or 0))
+        changed = r.table is not None and (
+            r.record.get("alerted_severity") != verdict.severity
+            or members >= alerted_n * s.realert_growth
+        )
+        if changed:
+            listed = sorted(r.table or ())[: self.settings.alerting.max_accounts_listed]
+            result.alerts.append(
+                alerting.campaign_alert(
+                    r.group,
+                    finding,
+                    trigger=f"{members}:{verdict.severity}",
+                    accounts=listed,
+                    members=members,
+                    ts=r.latest,
+                    first_seen=first,
+                    events=int(sum(f[3] for f in (r.table or {}).values() if len(f) == 6)),
+                    emitted_at=now,
+                )
+            )
+            result.commands.append(self.store.alerted_command(r.group, members, verdict.severity))
+        self._pivot(r, finding, indexed, result, now)
+
+    def _pivot(
+        self, r: GroupReport, base: Finding, indexed: IndexReply, result: StepResult, now: float
+    ) -> None:
+        """A group moving a large share of its traffic to a newly released model."""
+        s = self.settings.campaigns
+        total = sum(r.models.values())
+        population: Counter[str] = Counter()
+        for counts in self._traffic.values():
+            population.update(counts)
+        everyone = sum(population.values())
+        if total < s.pivot_min_requests or not everyone:
+            return
+        pivoted = set(orjson.loads(r.record.get("pivoted") or "[]"))
+        for model, count in sorted(r.models.items(), key=lambda kv: (-kv[1], kv[0])):
+            seen = indexed.model_first_seen.get(model)
+            if model in pivoted or seen is None or r.latest - seen > s.pivot_window_s:
+                continue
+            share, pop_share = count / total, population[model] / everyone
+            if share < s.pivot_min_share or share < s.pivot_min_ratio * pop_share:
+                continue
+            hours = (r.latest - seen) / HOUR_S
+            finding = Finding(
+                "model_pivot",
+                round(min(1.0, 0.5 + share / 2), 4),
+                "critical" if base.severity == "critical" else "high",
+                (
+                    f"campaign sent {share:.0%} of its last two hours' {total} requests to {model}, "
+                    f"first seen {hours:.1f} h earlier; all traffic sent it {pop_share:.0%}",
+                    base.reasons[0],
+                ),
+                {
+                    "model": model,
+                    "campaign_share": round(share, 4),
+                    "population_share": round(pop_share, 4),
+                    "hours_since_first_seen": round(hours, 2),
+                    "campaign_requests_2h": total,
+                    "members": r.members,
+                },
+            )
+            result.alerts.append(
+                alerting.campaign_alert(
+                    r.group,
+                    finding,
+                    trigger=model,
+                    accounts=sorted(r.table or ())[: self.settings.alerting.max_accounts_listed],
+                    members=r.members,
+                    ts=r.latest,
+                    first_seen=float(r.record.get("first") or r.latest),
+                    events=total,
+                    emitted_at=now,
+                )
+            )
+            result.commands.append(self.store.pivoted_command(r.group, sorted(pivoted | {model})))
+            return
+
+
+__all__ = ["SEVERITIES", "GroupStep", "StepResult"]

@@ -1,0 +1,113 @@
+-- Group shard: create the batch's new groups that hash here, admit accounts that cover a
+-- group's profile, refresh members' facts and count their requests per model, and report
+-- every touched group. One call per group shard per batch; every key shares the shard's tag.
+--
+-- KEYS[1]: the shard's key base, e.g. "det:cg:{cg03}".
+-- ARGV[1]: a JSON record (campaigns/store.py writes it):
+--   settings  {rho, ttl_s, judge_growth, judge_every_s, hour_s}
+--   create    [[group, profile = {value: weight}, ts]]
+--   members   [[group, account, values, facts, models = {model: requests}]]
+--             facts: [first, last, created, events, harvest, at_limit]
+-- Reply: a JSON list, per touched group {g, record, n, joined, pending, models, latest, and
+-- when a judgement is due: members (every member's facts) and profile}.
+--
+-- An account joins only if its values hold ``rho`` of the group's profile weight, checked
+-- here against the stored profile, so a worker with an outdated view cannot admit it.
+
+local base = KEYS[1]
+local batch = cjson.decode(ARGV[1])
+local s = batch.settings
+
+local function rec(g) return base .. ':g:' .. g end     -- the group's record
+local function prof(g) return base .. ':p:' .. g end    -- its profile: value -> weight
+local function mem(g) return base .. ':m:' .. g end     -- its members: account -> facts
+local function pend(g) return base .. ':n:' .. g end    -- members whose alert is not out yet
+local function hour(g, h) return base .. ':h:' .. g .. ':' .. h end
+
+local function fields(flat)
+  local r = {}
+  for k = 1, #flat, 2 do r[flat[k]] = flat[k + 1] end
+  return r
+end
+
+local touched, order, joined = {}, {}, {}
+local function touch(g)
+  if not touched[g] then touched[g] = true; order[#order + 1] = g; joined[g] = {} end
+end
+
+for _, c in ipairs(batch.create) do
+  local g, profile, ts = c[1], c[2], c[3]
+  if redis.call('EXISTS', rec(g)) == 0 then
+    local flat = {}
+    for v, w in pairs(profile) do flat[#flat + 1] = v; flat[#flat + 1] = w end
+    redis.call('HSET', prof(g), unpack(flat))
+    redis.call('HSET', rec(g), 'created', ts, 'judged_n', 0, 'judged_ts', 0, 'alerted_n', 0,
+      'alerted_severity', '', 'severity', '', 'pivoted', '[]')
+  end
+  touch(g)
+end
+
+local profiles = {}
+local function coverage(g, values)
+  local p = profiles[g]
+  if not p then
+    p = {total = 0, w = {}}
+    local flat = redis.call('HGETALL', prof(g))
+    for k = 1, #flat, 2 do
+      local w = tonumber(flat[k + 1]); p.w[flat[k]] = w; p.total = p.total + w
+    end
+    profiles[g] = p
+  end
+  if p.total <= 0 then return 0 end
+  local held = 0
+  for _, v in ipairs(values) do held = held + (p.w[v] or 0) end
+  return held / p.total
+end
+
+for _, m in ipairs(batch.members) do
+  local g, account, values, facts, models = m[1], m[2], m[3], m[4], m[5]
+  if redis.call('EXISTS', rec(g)) == 1 then
+    local member = redis.call('HEXISTS', mem(g), account) == 1
+    if not member and coverage(g, values) >= s.rho then
+      member = true
+      redis.call('SADD', pend(g), account)
+      touch(g)
+      table.insert(joined[g], account)
+    end
+    if member then
+      touch(g)
+      redis.call('HSET', mem(g), account, cjson.encode(facts))
+      -- The group's span: from its earliest member's first request to the latest request.
+      local first, last = tonumber(redis.call('HGET', rec(g), 'first') or facts[1]),
+                          tonumber(redis.call('HGET', rec(g), 'last') or facts[2])
+      redis.call('HSET', rec(g), 'first', math.min(first, facts[1]), 'last', math.max(last, facts[2]))
+      local hk = hour(g, math.floor(facts[2] / s.hour_s))
+      for model, n in pairs(models) do redis.call('HINCRBY', hk, model, n) end
+      redis.call('EXPIRE', hk, 3 * s.hour_s)
+    end
+  end
+end
+
+local out = {}
+for _, g in ipairs(order) do
+  local r = fields(redis.call('HGETALL', rec(g)))
+  local n = redis.call('HLEN', mem(g))
+  local entry = {g = g, record = r, n = n, joined = joined[g],
+                 pending = redis.call('SMEMBERS', pend(g))}
+  -- Judged again when it grew by ``judge_growth`` or ``judge_every_s`` of event time passed.
+  local latest = tonumber(r.last or 0)
+  local judged_n = tonumber(r.judged_n or 0)
+  if (n > judged_n and n >= judged_n * s.judge_growth)
+      or latest - tonumber(r.judged_ts or 0) >= s.judge_every_s then
+    redis.call('HSET', rec(g), 'judged_n', n, 'judged_ts', latest)
+    entry.members = redis.call('HGETALL', mem(g))
+    entry.profile = redis.call('HGETALL', prof(g))
+  end
+  -- Requests per model over the last two hours of the group's activity.
+  local now_h = math.floor(latest / s.hour_s)
+  entry.models = {redis.call('HGETALL', hour(g, now_h)), redis.call('HGETALL', hour(g, now_h - 1))}
+  entry.latest = latest
+  for _, key in ipairs({rec(g), prof(g), mem(g), pend(g)}) do redis.call('EXPIRE', key, s.ttl_s) end
+  out[#out + 1] = entry
+end
+return cjson.encode(out)
