@@ -6,8 +6,9 @@ Three findings, each gated by its own evidence and scored from 0 to 1:
 - ``capability_harvest``: prompts concentrate on harvestable capabilities (reasoning,
   rubric grading, safe rewrites, agentic coding, tool use) and the requests are shaped
   for harvesting (outputs run to the limit, single turn, fixed sampling, no streaming);
-- ``template_chain``: long chains of near-identical prompts. On its own (an enterprise
-  batch job looks like this) it is informational; with harvesting intent it is medium.
+- ``template_chain``: long chains of near-identical prompts, informational (low): app
+  backends, batch jobs and graders look like this, with or without harvesting intent;
+  templated campaigns are found as groups (``detector.campaigns``).
 
 Reasons compare each number with the population median over active account-hours.
 """
@@ -100,9 +101,7 @@ class BehaviourDetector:
             best = candidate if best is None or candidate[:2] > best[:2] else best
         if b["dup"] >= s.template_share and b["template_chain_max"] >= s.template_chain:
             score = round(0.5 * b["dup"] + 0.5 * min(1.0, b["template_chain_max"] / 50), 4)
-            # A template without harvesting intent is what batch jobs do: tell, do not flag.
-            rank = self._rank(score) if b["harvest"] >= s.harvest_share / 2 else 0
-            candidate = (rank, score, "template_chain")
+            candidate = (0, score, "template_chain")
             best = candidate if best is None or candidate[:2] > best[:2] else best
         if best is None:
             return None
