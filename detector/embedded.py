@@ -1,4 +1,5 @@
-"""Real servers from Python packages, on free loopback ports: redis-server and the Tansu broker.
+"""Real servers from Python packages, on free loopback ports: redis-server (alone, or three
+of them as a Redis Cluster) and the Tansu broker.
 
 Used by ``detector demo``, ``detector replay`` and the test session. Children get
 SIGTERM when this process dies (PR_SET_PDEATHSIG), so nothing outlives an interrupted run.
@@ -22,10 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+import redis
+
 from detector.errors import EmbeddedServerError
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
+CLUSTER_SLOTS = 16384
+CLUSTER_BUS_OFFSET = 10000
 _PR_SET_PDEATHSIG = 1
 
 
@@ -195,6 +200,121 @@ class EmbeddedRedis(_Child):
         credentials = f":{self.password}@" if self.password else ""
         scheme = "rediss" if self.tls else "redis"
         return f"{scheme}://{credentials}127.0.0.1:{self.port}/0"
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher: Redis 6.2 cannot set it) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET <= 65535:
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+                return port
+    raise EmbeddedServerError("no free loopback port with a free cluster bus port")
+
+
+class _ClusterNode(EmbeddedRedis):
+    name = "redis-cluster"
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.port = _free_cluster_port()
+        self.directory = directory
+
+    def _command(self) -> list[str]:
+        return [
+            *super()._command(),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", f"{self.directory}/nodes-{self.port}.conf",
+            "--dir", self.directory,
+        ]  # fmt: skip
+
+
+class EmbeddedRedisCluster:
+    """A Redis Cluster of three masters (no replicas) on loopback, formed without redis-cli.
+
+    Steps, in order:
+
+    1. start three cluster-enabled redis-servers, their files in a temporary directory;
+    2. give each a third of the hash slots (``CLUSTER ADDSLOTS``: Redis 6.2 has no
+       ``ADDSLOTSRANGE``);
+    3. introduce every pair (``CLUSTER MEET``);
+    4. wait until every node reports ``cluster_state:ok`` with three masters serving slots
+       (``cluster_size``), or raise ``EmbeddedServerError`` after ``START_TIMEOUT_S``.
+
+    ``nodes`` are the servers (to freeze or kill one in a fault test); ``url`` is one of them,
+    from which a cluster client discovers the others.
+    """
+
+    masters = 3
+
+    def __init__(self) -> None:
+        self.nodes: list[EmbeddedRedis] = []
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> Self:
+        self._dir = tempfile.TemporaryDirectory(prefix="detector-redis-cluster-")
+        try:
+            for _ in range(self.masters):
+                self.nodes.append(_ClusterNode(self._dir.name).start())
+            self._form()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _form(self) -> None:
+        clients = [
+            redis.Redis(host="127.0.0.1", port=n.port, socket_timeout=START_TIMEOUT_S)
+            for n in self.nodes
+        ]
+        try:
+            bounds = [CLUSTER_SLOTS * i // self.masters for i in range(self.masters + 1)]
+            for client, first, end in zip(clients, bounds[:-1], bounds[1:], strict=True):
+                client.cluster("ADDSLOTS", *range(first, end))
+            for i, client in enumerate(clients):
+                for other in self.nodes[i + 1 :]:
+                    client.cluster("MEET", "127.0.0.1", other.port)
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                infos = [client.cluster("INFO") for client in clients]
+                if all(
+                    info["cluster_state"] == "ok" and int(info["cluster_size"]) == self.masters
+                    for info in infos
+                ):
+                    return
+                if time.monotonic() > deadline:
+                    states = ", ".join(
+                        f"{n.port}: {info['cluster_state']} with {info['cluster_size']} masters"
+                        for n, info in zip(self.nodes, infos, strict=True)
+                    )
+                    raise EmbeddedServerError(
+                        f"redis cluster did not form within {START_TIMEOUT_S:.0f} s ({states})"
+                    )
+                time.sleep(0.05)
+        except redis.RedisError as exc:
+            raise EmbeddedServerError(f"redis cluster could not form: {exc}") from exc
+        finally:
+            for client in clients:
+                client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class EmbeddedKafka(_Child):

@@ -1,6 +1,6 @@
-"""Session-wide real services: embedded redis-server and Tansu broker, unless
-REDIS_URL / KAFKA_BOOTSTRAP_SERVERS name external ones. Every test gets its own
-key prefix and topic names, so tests never see each other's data."""
+"""Session-wide real services: embedded redis-server, Redis Cluster and Tansu broker, unless
+REDIS_URL / REDIS_CLUSTER_URL / KAFKA_BOOTSTRAP_SERVERS name external ones. Every test gets
+its own key prefix and topic names, so tests never see each other's data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from detector.config import Settings
-from detector.embedded import EmbeddedKafka, EmbeddedRedis
+from detector.embedded import EmbeddedKafka, EmbeddedRedis, EmbeddedRedisCluster
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +21,16 @@ def redis_url() -> Iterator[str]:
         return
     with EmbeddedRedis() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """One node of a Redis Cluster (three masters when embedded); the others are discovered."""
+    if os.environ.get("REDIS_CLUSTER_URL"):
+        yield os.environ["REDIS_CLUSTER_URL"]
+        return
+    with EmbeddedRedisCluster() as cluster:
+        yield cluster.url
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,9 @@ Each account is one binary value under a key with the account as hash tag
 (``acct:{<id>}``). Writing is a compare-and-set on the account's watermark, which makes
 the write atomic per account and refuses it if another worker applied events meanwhile.
 The write goes first in the round trip, so an account in both batches is loaded as just
-written. Writing and loading are one script call each over the batch's keys (on Redis
-Cluster, one per slot would be needed, as for MGET).
+written. Writing and loading are one script call each over the batch's keys; on Redis
+Cluster, where a script may only touch keys of one slot, one call per slot, all in the same
+round trip, their replies put back in the batch's order.
 
 A worker keeps the states it loaded (``state.cache_accounts``, least recently used out). A
 state is a pure function of the events applied to it, and its watermark names the last
@@ -18,12 +19,13 @@ state was changed in memory, an expired key) sends the value, as without a cache
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
 import redis
+from redis.cluster import RedisCluster
 
 from detector.config import RedisSettings, StateSettings
 from detector.io.roundtrip import Pending, RoundTrip, sha1
@@ -36,6 +38,28 @@ _SAVE_LUA: Final = script("account_save")
 _LOAD_LUA: Final = script("account_load")
 
 
+@dataclass(frozen=True)
+class Calls:
+    """Script calls over some accounts' keys (one, or on Redis Cluster one per slot), the
+    accounts, and where each account's value is in the calls' replies taken in turn (None:
+    in the accounts' order)."""
+
+    commands: list[tuple[Any, ...]]
+    accounts: list[str]
+    order: list[int] | None = None
+
+    def values(self, replies: list[Any]) -> list[Any]:
+        """The calls' replies (the first ``len(commands)`` of ``replies``) as one value per
+        account, in the accounts' order."""
+        if self.order is None:
+            return replies[0] if self.commands else []
+        values: list[Any] = [None] * len(self.accounts)
+        sent = (v for reply in replies[: len(self.commands)] for v in reply)
+        for position, value in zip(self.order, sent, strict=True):
+            values[position] = value
+        return values
+
+
 @dataclass
 class LoadedBatch:
     """States of the batch's accounts as loaded, and what came back with them."""
@@ -45,7 +69,7 @@ class LoadedBatch:
     extra: list[Any] = field(default_factory=list)  # replies to the extra reads, in order
     conflicts: list[str] = field(default_factory=list)  # accounts of the write that was refused
     # The write of its changed states, once encoded (``AccountStore.encode``).
-    write: tuple[list[tuple[Any, ...]], list[str]] | None = None
+    write: Calls | None = None
 
 
 class AccountStore:
@@ -59,6 +83,10 @@ class AccountStore:
         metrics: Metrics,
     ) -> None:
         self._client = client
+        # On Redis Cluster, the slot of a key: script calls are one per slot.
+        self._keyslot: Callable[[str], int] | None = None
+        if isinstance(client, RedisCluster):
+            self._keyslot = client.keyslot
         self._prefix = redis_settings.key_prefix
         self._state = state_settings
         self._metrics = metrics
@@ -88,36 +116,34 @@ class AccountStore:
         write_extra: list[tuple[Any, ...]] | None = None,
     ) -> Pending[LoadedBatch]:
         """``load``, sent now; its result is read when asked for."""
-        saves, written = self._saves(write) if write else ([], [])
-        writes = saves + list(write_extra or ())
+        save = self._saves(write) if write else _NO_CALLS
+        writes = save.commands + list(write_extra or ())
         accounts = list(dict.fromkeys(account_ids))
-        loads: list[tuple[Any, ...]] = []
         held = [self._cached.get(a) for a in accounts]
-        if accounts:
-            watermarks = [s.watermark_text() if s else "" for s in held]
-            keys = map(self.key, accounts)
-            loads.append(("EVALSHA", self._load_sha, len(accounts), *keys, *watermarks))
+        watermarks = [s.watermark_text() if s else "" for s in held]
+        load = self._calls(self._load_sha, accounts, watermarks, 1)
 
         # A bound method in a partial, not a closure: compiled by mypyc, a closure and its
         # environment refer to each other, and each batch's write waited for a full collection.
-        loaded = partial(self._loaded, accounts, held, written, len(writes))
-        return Pending(self._send(writes + loads + list(reads or ()), "load"), loaded)
+        loaded = partial(self._loaded, load, held, save, len(writes))
+        return Pending(self._send(writes + load.commands + list(reads or ()), "load"), loaded)
 
     def _loaded(
         self,
-        accounts: list[str],
+        load: Calls,
         held: list[AccountState | None],
-        written: list[str],
+        save: Calls,
         n_writes: int,
         replies: list[Any],
     ) -> LoadedBatch:
         """The load's replies as states; the accounts whose write (sent first) was refused."""
-        conflicts = _refused(written, replies)
+        conflicts = _refused(save, replies)
         rest = replies[n_writes:]
-        values = rest.pop(0) if accounts else []
+        values = load.values(rest)
+        accounts = load.accounts
         states = {a: self._resolve(a, v, h) for a, v, h in zip(accounts, values, held, strict=True)}
         watermarks = {a: s.watermark_text() for a, s in states.items()}
-        return LoadedBatch(states, watermarks, rest, conflicts)
+        return LoadedBatch(states, watermarks, rest[len(load.commands) :], conflicts)
 
     def _resolve(
         self, account: str, value: bytes | int | None, held: AccountState | None
@@ -141,17 +167,16 @@ class AccountStore:
 
         Returns the accounts whose write was refused.
         """
-        saves, written = self._saves(batch)
-        return _refused(written, self._send(saves + list(extra or ()), "save").replies())
+        save = self._saves(batch)
+        return _refused(save, self._send(save.commands + list(extra or ()), "save").replies())
 
     def encode(self, batch: LoadedBatch) -> None:
         """Encode the batch's write now, for the round trip that will carry it: its states
         must not change any more."""
         batch.write = self._saves(batch)
 
-    def _saves(self, batch: LoadedBatch) -> tuple[list[tuple[Any, ...]], list[str]]:
-        """The compare-and-set command (none or one) for the accounts that changed, and those
-        accounts, in the order of its reply."""
+    def _saves(self, batch: LoadedBatch) -> Calls:
+        """The compare-and-set calls for the accounts that changed (none if none did)."""
         if batch.write is not None:
             return batch.write
         accounts: list[str] = []
@@ -163,11 +188,35 @@ class AccountStore:
                 continue  # nothing applied (all redelivered): nothing to write
             accounts.append(account)
             args += (before, after, state.to_bytes())
+        return self._calls(self._save_sha, accounts, args, 3, (self._state.ttl_s,))
+
+    def _calls(
+        self,
+        sha: str,
+        accounts: list[str],
+        args: list[Any],
+        per_key: int,
+        head: tuple[Any, ...] = (),
+    ) -> Calls:
+        """Calls of script ``sha`` over the accounts' keys, ``head`` then each account's
+        ``per_key`` of ``args`` as its arguments: one call on one Redis; on Redis Cluster
+        one per slot, in the order the slots first appear."""
         if not accounts:
-            return [], []
-        keys = map(self.key, accounts)
-        command = ("EVALSHA", self._save_sha, len(accounts), *keys, self._state.ttl_s, *args)
-        return [command], accounts
+            return _NO_CALLS
+        keys = [self.key(a) for a in accounts]
+        if self._keyslot is None:
+            return Calls([("EVALSHA", sha, len(keys), *keys, *head, *args)], accounts)
+        slots: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            slots.setdefault(self._keyslot(key), []).append(i)
+        commands: list[tuple[Any, ...]] = []
+        for positions in slots.values():
+            part = [a for i in positions for a in args[i * per_key : (i + 1) * per_key]]
+            commands.append(
+                ("EVALSHA", sha, len(positions), *(keys[i] for i in positions), *head, *part)
+            )
+        order = [i for positions in slots.values() for i in positions]
+        return Calls(commands, accounts, order)
 
     def close(self) -> None:
         self._client.close()
@@ -177,6 +226,9 @@ class AccountStore:
         return RoundTrip(self._client, commands, (_SAVE_LUA, _LOAD_LUA), observe)
 
 
-def _refused(written: list[str], replies: list[Any]) -> list[str]:
-    """The accounts whose compare-and-set failed, from the save script's reply (first)."""
-    return [a for a, ok in zip(written, replies[0], strict=True) if not ok] if written else []
+_NO_CALLS: Final = Calls([], [])
+
+
+def _refused(save: Calls, replies: list[Any]) -> list[str]:
+    """The accounts whose compare-and-set failed, from the save calls' replies (first)."""
+    return [a for a, ok in zip(save.accounts, save.values(replies), strict=True) if not ok]

@@ -1,5 +1,6 @@
 """Redis round trips: commands sent pipelined at once, their replies read later, so the
-worker computes while Redis works on the other core; and the client they go through.
+worker computes while Redis works on the other core; and the client they go through, to
+one Redis or to a Redis Cluster (``redis.cluster``).
 
 Every Redis reply that says the server is away or cannot work now becomes a
 ``RedisUnavailable``, which the worker waits out with backoff.
@@ -10,18 +11,27 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 import hiredis
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from detector.config import RedisSettings
 from detector.errors import RedisUnavailable
 
 T = TypeVar("T")
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+REDIS_DOWN = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    # Raised by the cluster client when no node serves a slot or answers at all.
+    redis.exceptions.ClusterError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.RedisClusterUnreachableError,
+)
 # Error replies that say the server cannot work now, not that a command was wrong: the batch
 # waits for the server as in an outage, rather than being split to find a culprit record.
 REDIS_UNWELL = (
@@ -34,36 +44,82 @@ REDIS_UNWELL = (
     redis.exceptions.NoPermissionError,
     redis.exceptions.AuthenticationError,
 )
+# Error replies that running the round trip again mends: a Redis that forgot the scripts
+# (they are loaded first), a slot that moved to another master (redis-py follows it).
+_RUN_AGAIN: Final = (redis.exceptions.NoScriptError, redis.exceptions.AskError)
 
 
 def connect(settings: RedisSettings, binary: bool = False) -> redis.Redis:
+    """A client of ``redis.url``: a ``RedisCluster`` when ``redis.cluster`` is true.
+
+    Typed as ``redis.Redis`` for its callers: the cluster client offers the same commands,
+    routed by key, and ``RoundTrip`` tells the two apart.
+    """
     # redis-py would retry a round trip 3 times by default, re-running a script whose reply
     # was lost; the worker retries whole batches instead, where watermarks make it safe.
-    tls: dict[str, Any] = {}
+    options: dict[str, Any] = {
+        "decode_responses": not binary,
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.socket_timeout_s,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), settings.retry_attempts),
+    }
     if settings.url.startswith("rediss://"):
-        tls = {
+        options |= {
             "ssl_ca_certs": settings.ssl_ca_file or None,
             "ssl_certfile": settings.ssl_cert_file or None,
             "ssl_keyfile": settings.ssl_key_file or None,
         }
-    return redis.Redis.from_url(
-        settings.url,
-        decode_responses=not binary,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), settings.retry_attempts),
-        **tls,
-    )
+    if settings.cluster:
+        return cast(redis.Redis, RedisCluster.from_url(settings.url, **options))
+    return redis.Redis.from_url(settings.url, health_check_interval=30, **options)
+
+
+class _Leg:
+    """The share of a round trip that one connection carries: its commands, and their
+    positions among the round trip's."""
+
+    def __init__(self, pool: Any, positions: list[int], commands: list[tuple[Any, ...]]) -> None:
+        self.pool = pool
+        self.positions = positions
+        self.commands = commands
+        self.conn: Any = None
+
+
+def _legs(client: redis.Redis | RedisCluster, commands: list[tuple[Any, ...]]) -> list[_Leg]:
+    """Where the commands go: all to one connection on one Redis; on Redis Cluster, each to
+    the master that serves its key's slot, a connection per master."""
+    # Asked this way round: an instance of redis.Redis itself passes at once, while a
+    # check against RedisCluster (a typing.Protocol underneath) costs every round trip.
+    if isinstance(client, redis.Redis):
+        return [_Leg(client.connection_pool, list(range(len(commands))), commands)]
+    by_node: dict[str, _Leg] = {}
+    for i, command in enumerate(commands):
+        slot = client.determine_slot(*command)
+        if slot is None:  # CLIENT TRACKING, the one command without a key or a slot
+            raise redis.exceptions.RedisClusterException(f"{command[0]} cannot go in a round trip")
+        node = client.nodes_manager.get_node_from_slot(slot)
+        leg = by_node.get(node.name)
+        if leg is None:
+            pool = client.get_redis_connection(node).connection_pool
+            leg = by_node[node.name] = _Leg(pool, [], [])
+        leg.positions.append(i)
+        leg.commands.append(command)
+    return list(by_node.values())
 
 
 class RoundTrip:
     """Commands sent in one pipelined round trip at once, their replies read later
     (``replies``), so the worker computes while Redis works on the other core.
 
-    A round trip whose send or replies fail runs again as a whole (redis-py's retries), as
-    does one that met a Redis that forgot ``scripts`` (restarted or flushed) once they are
-    loaded: every command sent this way can run twice.
+    On Redis Cluster the commands go to the masters that serve their keys, each master's
+    on a connection of its own, all written before any reply is read: one wait, as on one
+    Redis, the masters working in parallel. Not through redis-py's cluster pipeline: its
+    ``execute`` sends and reads in one call, so nothing could be computed in between.
+
+    A round trip whose send or replies fail runs again as a whole (redis-py's retries,
+    through its cluster pipeline on a cluster, which follows slots that moved), as does one
+    that met a Redis that forgot ``scripts`` (restarted or flushed) once they are loaded, or
+    a slot that moved: every command sent this way can run twice.
     """
 
     def __init__(
@@ -75,16 +131,19 @@ class RoundTrip:
     ) -> None:
         self._client, self._commands, self._scripts = client, commands, scripts
         self._observe = observe
-        self._conn: Any = None
+        self._legs: list[_Leg] = []
+        self._sent = False
         if not commands:
             return
         started = time.perf_counter()
         try:
-            self._conn = client.connection_pool.get_connection()
-            self._conn.send_packed_command(pack(commands))
+            self._legs = _legs(client, commands)
+            for leg in self._legs:
+                leg.conn = leg.pool.get_connection()
+                leg.conn.send_packed_command(pack(leg.commands))
+            self._sent = True
         except REDIS_DOWN:
-            if self._conn is not None:
-                self._release(broken=True)  # replies() runs it again
+            self._release(broken=True)  # replies() runs it again
         self._waited = time.perf_counter() - started
 
     def replies(self) -> list[Any]:
@@ -93,10 +152,8 @@ class RoundTrip:
             return []
         started = time.perf_counter()
         try:
-            replies = self._read() if self._conn is not None else None
-            if replies is None or any(
-                isinstance(r, redis.exceptions.NoScriptError) for r in replies
-            ):
+            replies = self._read() if self._sent else None
+            if replies is None or any(isinstance(r, _RUN_AGAIN) for r in replies):
                 replies = self._again()
         except REDIS_DOWN as exc:
             raise RedisUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
@@ -110,14 +167,16 @@ class RoundTrip:
         return replies
 
     def _read(self) -> list[Any] | None:
-        """The replies, each error reply in its place; None if the connection failed."""
-        out: list[Any] = []
+        """The replies, each error reply in its place; None if a connection failed."""
+        out: list[Any] = [None] * len(self._commands)
         try:
-            for _ in self._commands:
-                try:
-                    out.append(self._conn.read_response())
-                except redis.exceptions.ResponseError as exc:
-                    out.append(exc)
+            for leg in self._legs:
+                conn = leg.conn
+                for i in leg.positions:
+                    try:
+                        out[i] = conn.read_response()
+                    except redis.exceptions.ResponseError as exc:
+                        out[i] = exc
         except REDIS_DOWN:
             self._release(broken=True)
             return None
@@ -133,15 +192,17 @@ class RoundTrip:
         return pipe.execute(raise_on_error=False)
 
     def _release(self, broken: bool = False) -> None:
-        if broken:
-            self._conn.disconnect()
-        self._client.connection_pool.release(self._conn)
-        self._conn = None
+        self._sent = False
+        for leg in self._legs:
+            if leg.conn is not None:
+                if broken:
+                    leg.conn.disconnect()
+                leg.pool.release(leg.conn)
+                leg.conn = None
 
     def discard(self) -> None:
-        """Give the connection up without reading (the batch failed before its replies)."""
-        if self._conn is not None:
-            self._release(broken=True)
+        """Give the connections up without reading (the batch failed before its replies)."""
+        self._release(broken=True)
 
 
 class Pending(Generic[T]):

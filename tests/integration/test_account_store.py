@@ -1,10 +1,14 @@
-"""AccountStore against a real Redis: round trips, atomic compare-and-set, expiry, size."""
+"""AccountStore against a real Redis and a real Redis Cluster: round trips, atomic
+compare-and-set, expiry, size."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
+from redis.cluster import RedisCluster
 
 from detector.config import FeatureSettings, Settings
 from detector.events import QueryEvent
@@ -34,6 +38,24 @@ def _feats(n: int, account: str = "acct-1", start_offset: int = 0, ips: int = 3)
         )
         for i in range(n)
     ]
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_settings(request: pytest.FixtureRequest, redis_settings: Settings) -> Settings:
+    """Every test here on one Redis, then on a Redis Cluster."""
+    if request.param == "redis":
+        return redis_settings
+    url = request.getfixturevalue("redis_cluster_url")
+    return redis_settings.with_overrides(redis={"url": url, "cluster": True})
+
+
+def _in_use(client: Any) -> int:
+    """Connections taken from the client's pools and not given back (every node's, on a cluster)."""
+    if isinstance(client, RedisCluster):
+        pools = [client.get_redis_connection(n).connection_pool for n in client.get_nodes()]
+    else:
+        pools = [client.connection_pool]
+    return sum(len(pool._in_use_connections) for pool in pools)
 
 
 @pytest.fixture
@@ -205,15 +227,15 @@ def test_a_round_trip_is_read_after_work_done_meanwhile(store) -> None:
     assert client.get("rt:a") == b"2"  # sent at once: Redis ran it while the caller went on
     assert trip.replies() == [b"OK", 2, b"2"]
     assert len(observed) == 1 and observed[0] > 0
-    assert not client.connection_pool._in_use_connections  # the connection went back
+    assert not _in_use(client)  # the connection went back
 
 
 def test_a_round_trip_whose_connection_dropped_runs_again(store) -> None:
     _, client, _ = store
     trip = _trip(client, [("INCR", "rt:b"), ("GET", "rt:b")], [])
-    trip._conn.disconnect()  # the connection drops after the send, its replies unread
+    trip._legs[0].conn.disconnect()  # the connection drops after the send, its replies unread
     assert trip.replies() == [2, b"2"]  # run again as a whole: its commands may run twice
-    assert not client.connection_pool._in_use_connections
+    assert not _in_use(client)
 
 
 def test_a_round_trip_raises_an_error_reply_and_can_be_given_up(store) -> None:
@@ -222,5 +244,5 @@ def test_a_round_trip_raises_an_error_reply_and_can_be_given_up(store) -> None:
     with pytest.raises(redis.ResponseError):
         _trip(client, [("INCR", "rt:c")], []).replies()
     _trip(client, [("GET", "rt:c")], []).discard()
-    assert not client.connection_pool._in_use_connections
+    assert not _in_use(client)
     assert client.get("rt:c") == b"text"
