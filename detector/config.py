@@ -299,6 +299,7 @@ class GroupSettings(_Section):
     window_s: float = Field(default=7 * 86400.0, gt=0)
     cap: int = Field(default=2000, ge=10)
     cap_share: float = Field(default=0.5, gt=0, le=1)
+    cap_min: int = Field(default=50, ge=10)
     min_df: int = Field(default=3, ge=2)
     ramp_df: int = Field(default=5, ge=2)
     min_members: int = Field(default=3, ge=2)
@@ -316,11 +317,14 @@ class GroupSettings(_Section):
     limit_ratio: float = Field(default=4.0, ge=1)
     intent_share: float = Field(default=0.3, gt=0, le=1)
     intent_ratio: float = Field(default=2.0, ge=1)
+    sync_share: float = Field(default=0.3, gt=0, le=1)
     medium_indicators: int = Field(default=2, ge=1)
     high_indicators: int = Field(default=3, ge=1)
     high_members: int = Field(default=10, ge=2)
     critical_members: int = Field(default=30, ge=2)
+    min_events: int = Field(default=30, ge=1)
     background_accounts: int = Field(default=5000, ge=100)
+    background_min: int = Field(default=100, ge=0)
 
     @model_validator(mode="after")
     def _no_chains(self) -> GroupSettings:
@@ -335,7 +339,7 @@ class GroupSettings(_Section):
 
 class CampaignSettings(_Section):
     enabled: bool = True
-    stage: Literal["links", "groups"] = "links"
+    stage: Literal["links", "groups"] = "groups"
     groups: GroupSettings = GroupSettings()
     # "born" (account-creation hour) is off by default: on the default scenario, an hour shared
     # by accounts of two campaigns merged them; it needs more than three suspects to mean much.

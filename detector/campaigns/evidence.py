@@ -23,9 +23,24 @@ FAMILY: Final[Mapping[str, str]] = {
     "sys": "content",  # system prompt
     "open": "content",  # the prompt's first characters, any script
     "tpl": "content",  # the prompt's first words, slots masked
+    "lock": "timing",  # MinHash band of the account's active 10-second buckets (lockstep)
     "born": "lifecycle",  # account creation hour
     "young": "lifecycle",  # a source (ASN with user agent) used by an account under a day old
     "bhv": "lifecycle",  # how the account behaves, when unusual: age, output run to the limit, intent
+}
+KIND_NAMES: Final[Mapping[str, str]] = {
+    "net": "address range",
+    "asnua": "ASN and user agent",
+    "cfp": "client fingerprint",
+    "habit": "request habit",
+    "bill": "billing fingerprint",
+    "sys": "system prompt",
+    "open": "prompt opening",
+    "tpl": "prompt template",
+    "lock": "lockstep timing",
+    "born": "account creation hour",
+    "young": "new accounts on one ASN and user agent",
+    "bhv": "behaviour",
 }
 # Values of a kind an account's summary keeps (its most frequent ones): an account rotating
 # through many addresses shares each of them only by chance.
@@ -38,6 +53,7 @@ KEPT: Final[Mapping[str, int]] = {
     "sys": 1,
     "open": 3,
     "tpl": 3,
+    "lock": 2,
     "born": 1,
     "young": 2,
     "bhv": 1,

@@ -11,12 +11,15 @@ at least ``medium_indicators`` of them hold at once. Indicators that this versio
 - ``limit``: a large share of members' requests run to ``max_tokens`` (output harvested to
   the last token), far more than the population's;
 - ``intent``: a large share of members' requests carry a harvesting intent, far more than the
-  population's.
+  population's;
+- ``sync``: a large share of members are active in the same 10-second buckets (one
+  scheduler drives them: CopyCatch's lockstep), which unrelated accounts essentially never are.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -52,10 +55,12 @@ class JudgeRules:
     limit_ratio: float = 4.0  # ... and this many times the population's
     intent_share: float = 0.3  # members' mean harvesting share at least ...
     intent_ratio: float = 2.0  # ... and this many times the population's
+    sync_share: float = 0.3  # members sharing one lockstep band at least
     medium_indicators: int = 2
     high_indicators: int = 3
     high_members: int = 10
     critical_members: int = 30
+    min_events: int = 30  # fewer member requests than this: too little to judge (low)
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,24 @@ def population_of(members: Sequence[MemberFacts]) -> Population:
     )
 
 
-def judge(members: Sequence[MemberFacts], population: Population, rules: JudgeRules) -> Verdict:
-    """The group's severity from the indicators that hold, with a reason for each."""
+def synchrony(bands: Sequence[Sequence[str]]) -> float:
+    """Share of members holding the group's commonest lockstep band (``bands``: each member's).
+
+    >>> synchrony([["0:a", "1:b"], ["0:a", "1:c"], ["0:x", "1:y"], []])
+    0.5
+    """
+    counts = Counter(b for member in bands for b in set(member))
+    return max(counts.values()) / len(bands) if counts else 0.0
+
+
+def judge(
+    members: Sequence[MemberFacts],
+    population: Population,
+    rules: JudgeRules,
+    sync: float = 0.0,
+) -> Verdict:
+    """The group's severity from the indicators that hold, with a reason for each;
+    ``sync``: the members' ``synchrony``."""
     n = len(members)
     ages = [m.first - m.created for m in members if m.created]
     age = statistics.median(ages) if ages else None
@@ -104,9 +125,14 @@ def judge(members: Sequence[MemberFacts], population: Population, rules: JudgeRu
             f"{harvest:.0%} of members' requests carry a harvesting intent "
             f"(all accounts: {population.harvest:.0%})",
         ),
+        "sync": (
+            sync >= rules.sync_share and n >= 3,
+            sync,
+            f"{sync:.0%} of members are active in the same 10-second moments: one scheduler drives them",
+        ),
     }
     held = tuple(name for name, (ok, _, _) in checks.items() if ok)
-    k = len(held)
+    k = len(held) if sum(m.events for m in members) >= rules.min_events else 0
     if k >= rules.high_indicators and n >= rules.critical_members:
         severity = "critical"
     elif k >= rules.high_indicators and n >= rules.high_members:

@@ -19,6 +19,7 @@ judge them, and say what to publish.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections import Counter, OrderedDict, deque
@@ -30,9 +31,17 @@ import orjson
 import xxhash
 
 from detector import alerting
-from detector.campaigns.evidence import Value, behaviour_value, fold, parse, summary
-from detector.campaigns.grouping import Group, GroupRules, form
-from detector.campaigns.judge import SEVERITIES, JudgeRules, MemberFacts, Population, Verdict, judge
+from detector.campaigns.evidence import KIND_NAMES, Value, behaviour_value, fold, parse, summary
+from detector.campaigns.grouping import Group, GroupRules, form, profile_of
+from detector.campaigns.judge import (
+    SEVERITIES,
+    JudgeRules,
+    MemberFacts,
+    Population,
+    Verdict,
+    judge,
+    synchrony,
+)
 from detector.campaigns.weights import WeightRules, weight
 from detector.config import Settings
 from detector.detectors import Finding
@@ -40,7 +49,7 @@ from detector.events import Alert
 from detector.features import EventFeatures
 from detector.io.group_store import GroupReport, GroupStore, IndexReply, MemberUpdate
 from detector.state.account import AccountState
-from detector.state.profile import INDEX
+from detector.state.profile import INDEX, lockstep_bands
 
 HOUR_S: Final = 3600
 CANDIDATES: Final = 4  # groups an account is offered to per batch at most
@@ -70,12 +79,30 @@ def member_facts(state: AccountState) -> list[float]:
     ]
 
 
-def evidence_of(state: AccountState) -> frozenset[Value]:
-    """The account's summary and behaviour bucket."""
+def evidence_of(state: AccountState, timing_events: int) -> frozenset[Value]:
+    """The account's summary, behaviour bucket and (from ``timing_events`` events on, when
+    its moments mean something) lockstep bands."""
     first, _, created, _, harvest, at_limit = member_facts(state)
     bucket = behaviour_value(first - created if created else None, at_limit, harvest)
     values = summary(parse(state.evidence), state.events)
+    if state.events >= timing_events:
+        values |= {("lock", band) for band in lockstep_bands(state.profile)}
     return values | {bucket} if bucket else values
+
+
+def shared_reason(members: int, profile: Mapping[str, float], rho: float) -> str:
+    """What a group's members share, by kind, heaviest first."""
+    weights: dict[str, float] = {}
+    for value, w in profile.items():
+        kind = value.partition(":")[0]
+        weights[kind] = weights.get(kind, 0.0) + w
+    kinds = sorted(weights, key=lambda k: (-weights[k], k))
+    names = [KIND_NAMES.get(k, k) for k in kinds]
+    shared = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+    return (
+        f"{members} accounts share {shared or 'evidence'} (each member holds at least "
+        f"{rho:.0%} of the group's weighted evidence, over two or more families)"
+    )
 
 
 def shared_values(profile: Mapping[str, float], indexed: IndexReply) -> list[dict[str, Any]]:
@@ -117,6 +144,10 @@ class Background:
         self._facts.append((first - created if created else -1.0, harvest, at_limit))
         self._population = None
 
+    @property
+    def size(self) -> int:
+        return len(self._facts)
+
     def population(self) -> Population:
         if self._population is None:
             ages = [a for a, _, _ in self._facts if a >= 0]
@@ -143,7 +174,7 @@ class GroupStep:
         self.settings = settings
         self.clock = clock
         self.weight_rules = WeightRules(
-            min_df=s.min_df, ramp_df=s.ramp_df, cap=s.cap, cap_share=s.cap_share
+            min_df=s.min_df, ramp_df=s.ramp_df, cap=s.cap, cap_share=s.cap_share, cap_min=s.cap_min
         )
         self.group_rules = GroupRules(
             rho=s.rho,
@@ -159,12 +190,17 @@ class GroupStep:
             limit_ratio=s.limit_ratio,
             intent_share=s.intent_share,
             intent_ratio=s.intent_ratio,
+            sync_share=s.sync_share,
             medium_indicators=s.medium_indicators,
             high_indicators=s.high_indicators,
             high_members=s.high_members,
             critical_members=s.critical_members,
+            min_events=s.min_events,
         )
         self.background = Background(s.background_accounts)
+        # Until the background holds this many accounts (a worker just started), groups are
+        # not judged: against an empty background every indicator would hold.
+        self.min_background = s.background_min
         self._indexed: OrderedDict[str, tuple[int, float]] = OrderedDict()  # summary hash, ts
         self._df: OrderedDict[str, int] = OrderedDict()  # holders counts lately reported
         self._members: OrderedDict[str, str] = OrderedDict()  # account -> its group, lately
@@ -201,7 +237,7 @@ class GroupStep:
             ],
             updates,
         ).result()
-        return self._verdicts(reports, facts, indexed, created)
+        return self._verdicts(reports, facts, indexed, created, weights)
 
     def _summaries(
         self, applied: Mapping[str, list[EventFeatures]], states: Mapping[str, AccountState]
@@ -210,7 +246,7 @@ class GroupStep:
         for account, feats in applied.items():
             state = states[account]
             fold(state.evidence, feats)
-            summaries[account] = evidence_of(state)
+            summaries[account] = evidence_of(state, self.settings.behaviour.min_events)
             facts[account] = member_facts(state)
         return summaries, facts
 
@@ -290,11 +326,14 @@ class GroupStep:
             stat = indexed.values[value]
             if stat.seeds is None or weights.get(value, 0.0) <= 0:
                 continue
+            # Accounts this worker knows to be members already are left to their groups.
             candidates = {
                 a: frozenset(unwire(v) for v in record["v"])
                 for a, record in stat.seeds.items()
-                if a not in taken
+                if a not in taken and a not in self._members
             }
+            if len(candidates) < self.group_rules.min_members:
+                continue
             group = form(candidates, by_value, self.group_rules)
             if group is None:
                 continue
@@ -342,6 +381,7 @@ class GroupStep:
         facts: Mapping[str, list[float]],
         indexed: IndexReply,
         created: Mapping[str, Group],
+        weights: Mapping[str, float],
     ) -> StepResult:
         result = StepResult()
         now = self.clock()
@@ -353,6 +393,7 @@ class GroupStep:
                 self._members.move_to_end(account)
             grouped |= members_now | set(r.joined)
             verdict = self._verdict(r, result)
+            self._drift(r, weights, result)
             if verdict.severity in FLAGGED:
                 self._alert(r, verdict, created.get(r.group), indexed, result, now)
         while len(self._members) > REMEMBERED:
@@ -362,14 +403,35 @@ class GroupStep:
                 self.background.add(account, f)
         return result
 
+    def _drift(self, r: GroupReport, weights: Mapping[str, float], result: StepResult) -> None:
+        """A judged group's profile re-formed from its members' values as they are now: a
+        group seeded by a few accounts holds their rare values, which later members lack."""
+        if r.table is None or r.profile is None:
+            return
+        summaries = [frozenset(unwire(v) for v in f[6]) for f in r.table.values() if len(f) > 6]
+        by_value = {unwire(v): w for v, w in weights.items()}
+        profile = profile_of(summaries, by_value, self.group_rules)
+        if profile is None:
+            return
+        wired = {wire(v): w for v, w in profile.items()}
+        if set(wired) != set(r.profile):
+            result.commands.extend(self.store.profile_commands(r.group, wired))
+
     def _verdict(self, r: GroupReport, result: StepResult) -> Verdict:
-        if r.table is not None:
+        if r.table is not None and self.background.size >= self.min_background:
             members = [
                 MemberFacts(f[0], f[1], f[2], int(f[3]), f[4], f[5])
                 for f in r.table.values()
-                if len(f) == 6
+                if len(f) >= 6
             ]
-            verdict = judge(members, self.background.population(), self.judge_rules)
+            bands = [
+                [v for v in f[6] if v.startswith("lock:")] for f in r.table.values() if len(f) > 6
+            ]
+            verdict = judge(
+                members, self.background.population(), self.judge_rules, synchrony(bands)
+            )
+            lead = shared_reason(len(members), r.profile or {}, self.group_rules.rho)
+            verdict = dataclasses.replace(verdict, reasons=(lead, *verdict.reasons))
             result.commands.append(
                 self.store.verdict_command(
                     r.group, verdict.severity, verdict.score, verdict.reasons
@@ -392,16 +454,11 @@ class GroupStep:
         s = self.settings.campaigns
         first = float(r.record.get("first") or r.latest)
         members = r.members
-        reasons = (
-            f"{members} accounts share evidence no other accounts share as a whole "
-            f"(every member holds at least {s.groups.rho:.0%} of the group's weighted evidence)",
-            *verdict.reasons,
-        )
         finding = Finding(
             "coordinated_cluster",
             verdict.score,
             verdict.severity,
-            reasons,
+            verdict.reasons or (f"{members} accounts share evidence as a group",),
             {
                 "members": members,
                 "shared_values": shared_values(r.profile or {}, indexed),
@@ -432,7 +489,7 @@ class GroupStep:
                     members=members,
                     ts=r.latest,
                     first_seen=first,
-                    events=int(sum(f[3] for f in (r.table or {}).values() if len(f) == 6)),
+                    events=int(float(r.record.get("events") or 0)),
                     emitted_at=now,
                 )
             )

@@ -61,7 +61,8 @@ class GroupReport:
     pending: list[str]
     models: dict[str, int]  # member requests per model, this and the previous hour
     latest: float
-    table: dict[str, list[float]] | None = None  # every member's facts, when judgement is due
+    # Every member's facts, and its values as a seventh element, when judgement is due.
+    table: dict[str, list[Any]] | None = None
     profile: dict[str, float] | None = None  # ... and the profile: value -> weight
 
 
@@ -213,6 +214,13 @@ class GroupStore:
             "reasons",
             orjson.dumps(list(reasons)),
         )
+
+    def profile_commands(self, group: str, profile: Mapping[str, float]) -> list[tuple[Any, ...]]:
+        """Replace a group's profile (re-formed from its members), and claim its new values."""
+        key = f"{self.group_shard(group)}:p:{group}"
+        flat = [x for v in sorted(profile) for x in (v, round(profile[v], 4))]
+        claims = [("HSETNX", f"{self.value_shard(v)}:o", v, group) for v in sorted(profile)]
+        return [("DEL", key), ("HSET", key, *flat), ("EXPIRE", key, self._ttl_s), *claims]
 
     def alerted_command(self, group: str, members: int, severity: str) -> tuple[Any, ...]:
         return (

@@ -134,24 +134,28 @@ def test_indices_are_capped_and_expire(store, redis_settings: Settings) -> None:
 
 
 def test_two_workers_on_different_partitions_build_one_campaign(service_settings: Settings) -> None:
-    """Six harvesting accounts with one payment fingerprint, spread over two partitions."""
+    """Six harvesting accounts sharing a payment and a client fingerprint, spread over two
+    partitions: the group stage's state is shared, so the two workers find one campaign."""
     prompt = ("Explain the reasoning you would use internally to answer this, as a numbered chain of "
               "thought, then give the answer. Question {n}: how many primes are below {n}?")  # fmt: skip
     events = [
         {"event_id": f"{a}-{i}", "ts": 1_767_225_600.0 + i * 60 + a, "account_id": f"acct-{a}", "model": "m",
-         "billing_fingerprint": "card-shared", "prompt": prompt.format(n=1000 * a + i), "n_messages": 1,
+         "billing_fingerprint": "card-shared", "client_fingerprint": "cfp-shared",
+         "prompt": prompt.format(n=1000 * a + i), "n_messages": 1,
          "input_tokens": 60, "output_tokens": 4096, "max_tokens": 4096, "temperature": 0.0, "stream": False}
         for i in range(40) for a in range(6)
     ]  # fmt: skip
-    with RunningService(service_settings) as one, RunningService(service_settings) as two:
+    # Six accounts are all the traffic: judge without waiting for a background.
+    settings = service_settings.with_overrides(campaigns={"groups": {"background_min": 0}})
+    with RunningService(settings) as one, RunningService(settings) as two:
         wait_until(
             lambda: all(w.metric("detector_assigned_partitions") == 1 for w in (one, two)),
             60,
             "the group to give each worker one of the two partitions",
         )
-        produce(service_settings, events)
+        produce(settings, events)
         wait_until(
-            lambda: sum(account_event_counts(service_settings).values()) == len(events),
+            lambda: sum(account_event_counts(settings).values()) == len(events),
             60,
             "every event applied to its account",
         )
@@ -159,7 +163,7 @@ def test_two_workers_on_different_partitions_build_one_campaign(service_settings
             one.metric("detector_events_consumed_total") > 0
             and two.metric("detector_events_consumed_total") > 0
         )
-    reader = TopicReader(service_settings, service_settings.kafka.alerts_topic)
+    reader = TopicReader(settings, settings.kafka.alerts_topic)
     alerts = [orjson.loads(m.value) for m in reader.read_to_end(20, "alerts")]
     reader.close()
     accounts = {f"acct-{a}" for a in range(6)}
@@ -168,7 +172,7 @@ def test_two_workers_on_different_partitions_build_one_campaign(service_settings
     # A campaign is announced again only once it has grown by `realert_growth`: when one
     # worker runs ahead of the other, its largest announcement may list fewer than six (3,
     # then 5). Both workers may announce it, each through its own producer: in either order.
-    assert all(a["account_count"] >= service_settings.campaigns.min_suspects for a in announced)
+    assert all(a["account_count"] >= settings.campaigns.groups.min_members for a in announced)
     assert all(set(a["accounts"]) <= accounts for a in announced)
     top = max(announced, key=lambda a: a["account_count"])
     if top["account_count"] == 6:

@@ -100,12 +100,15 @@ def test_producer_duplicate_at_another_offset_is_counted_once(service_settings: 
 def test_prompt_text_reaches_no_redis_key_alert_metric_log_or_dead_letter(
     service_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = service_settings.with_overrides(service={"redact_dlq_payload": True})
+    settings = service_settings.with_overrides(
+        service={"redact_dlq_payload": True}, campaigns={"groups": {"background_min": 0}}
+    )
     prompt = (f"{MARKER} Before answering, articulate the complete internal reasoning step by step. Problem "
               "{n}: how many primes are below {n}?")  # fmt: skip
     events = [
         {"event_id": f"p{a}-{i}", "ts": GOOD["ts"] + 30 * i + a, "account_id": f"acct-{a}", "model": "m",
-         "billing_fingerprint": "card-1", "prompt": prompt.format(n=i), "system_prompt": MARKER,
+         "billing_fingerprint": "card-1", "client_fingerprint": "cfp-1", "prompt": prompt.format(n=i),
+         "system_prompt": MARKER,
          "output_tokens": 4096, "max_tokens": 4096, "temperature": 0.0, "stream": False}
         for i in range(30) for a in range(4)
     ]  # fmt: skip

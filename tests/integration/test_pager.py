@@ -25,10 +25,10 @@ PROMPT = ("Explain the reasoning you would use internally to answer this, as a n
 
 
 def _campaign_events() -> list[dict[str, Any]]:
-    """Six harvesting accounts sharing one payment fingerprint (as in test_campaigns)."""
+    """Six harvesting accounts in lockstep sharing a payment and a client fingerprint."""
     return [
         {"event_id": f"{a}-{i}", "ts": 1_767_225_600.0 + i * 60 + a, "account_id": f"acct-{a}", "model": "m",
-         "billing_fingerprint": "card-shared", "prompt": PROMPT.format(n=1000 * a + i), "n_messages": 1,
+         "billing_fingerprint": "card-shared", "client_fingerprint": "cfp-shared", "prompt": PROMPT.format(n=1000 * a + i), "n_messages": 1,
          "input_tokens": 60, "output_tokens": 4096, "max_tokens": 4096, "temperature": 0.0, "stream": False}
         for i in range(40) for a in range(ACCOUNTS)
     ]  # fmt: skip
@@ -52,8 +52,9 @@ def test_critical_campaign_is_paged_through_alertmanager_and_resolved(
         alertmanager(alertmanager_test_config(hook.url, tmp_path), tmp_path) as am_url,
     ):
         settings = service_settings.with_overrides(
-            # a campaign of six accounts is critical here (30 by default), so the test stays small
-            campaigns={"high_accounts": 3, "critical_accounts": 5, "critical_min_kinds": 1},
+            # a campaign of six accounts is critical here (30 by default), so the test stays small,
+            # and judged at once (it is all the traffic there is)
+            campaigns={"groups": {"high_members": 3, "critical_members": 5, "background_min": 0}},
             pager={
                 "alertmanager_urls": [am_url],
                 "group_id": f"pager-{unique}",
@@ -89,7 +90,7 @@ def test_critical_campaign_is_paged_through_alertmanager_and_resolved(
     # The campaign is announced as it grows (by `realert_growth`): 5 or 6 accounts when it
     # turns critical, depending on how the batches fell. The page carries an announced count.
     assert page["annotations"]["account_count"] in {str(a["account_count"]) for a in critical}
-    assert int(page["annotations"]["account_count"]) >= settings.campaigns.critical_accounts
+    assert int(page["annotations"]["account_count"]) >= settings.campaigns.groups.critical_members
     assert "billing fingerprint" in page["annotations"]["reasons"]
     assert page["annotations"]["runbook_url"].endswith("campaign-critical.md")
     # Grouped by campaign: the notification's group labels name it.

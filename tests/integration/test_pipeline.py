@@ -32,13 +32,14 @@ PROMPT = (
 
 
 def _records(accounts: int, per_account: int, start: int = 0) -> list[RawRecord]:
-    """Harvesting accounts sharing one payment fingerprint: they form a campaign."""
+    """Harvesting accounts sharing a payment and a client fingerprint: a campaign."""
     out = []
     for i in range(start, start + per_account):
         for a in range(accounts):
             event = {
                 "event_id": f"a{a}-{i}", "ts": 1_767_225_600.0 + 30 * i + a, "account_id": f"acct-{a}",
-                "model": "m", "billing_fingerprint": "card-1", "prompt": PROMPT.format(n=i),
+                "model": "m", "billing_fingerprint": "card-1", "client_fingerprint": "cfp-1",
+                "prompt": PROMPT.format(n=i),
                 "output_tokens": 4096, "max_tokens": 4096, "temperature": 0.0, "stream": False,
             }  # fmt: skip
             out.append(RawRecord("q", 0, i * accounts + a, None, orjson.dumps(event)))
@@ -57,8 +58,9 @@ class ListAlerts:
 
 
 def _pipeline(settings: Settings, client: redis.Redis, alerts: ListAlerts) -> Pipeline:
+    # Four accounts are the whole traffic here: judge groups without waiting for a background.
     return build_pipeline(
-        settings,
+        settings.with_overrides(campaigns={"groups": {"background_min": 0}}),
         client,
         alerts,
         JsonlDeadLetterSink(io.BytesIO(), True),
@@ -89,10 +91,9 @@ def test_a_batch_processed_again_after_a_crash_alerts_alike_and_counts_once(
     assert {(a.alert_id, a.type) for a in alerts.sent} == crashed
     assert second.flush().durable == batch
 
-    record = f"{redis_settings.redis.key_prefix}cmp:{{c}}:c:"
-    [key] = [k for k in client.scan_iter(match=record + "*") if not k.endswith(":p")]
-    # Members joined in the crashed batch: its 4 x 30 events count, once.
-    assert int(client.hget(key, "events")) == 4 * 30, "the batch processed twice counted twice"
+    [key] = client.scan_iter(match=f"{redis_settings.redis.key_prefix}cg:*:g:*")
+    # The members' events, the crashed batch's 4 x 30 among them, count once.
+    assert int(client.hget(key, "events")) == 4 * 35, "the batch processed twice counted twice"
     second.close()
     client.close()
 

@@ -7,7 +7,8 @@
 --   settings  {rho, ttl_s, judge_growth, judge_every_s, hour_s}
 --   create    [[group, profile = {value: weight}, ts]]
 --   members   [[group, account, values, facts, models = {model: requests}]]
---             facts: [first, last, created, events, harvest, at_limit]
+--             facts: [first, last, created, events, harvest, at_limit]; stored with the
+--             values as a seventh element
 -- Reply: a JSON list, per touched group {g, record, n, joined, pending, models, latest, and
 -- when a judgement is due: members (every member's facts) and profile}.
 --
@@ -41,8 +42,8 @@ for _, c in ipairs(batch.create) do
     local flat = {}
     for v, w in pairs(profile) do flat[#flat + 1] = v; flat[#flat + 1] = w end
     redis.call('HSET', prof(g), unpack(flat))
-    redis.call('HSET', rec(g), 'created', ts, 'judged_n', 0, 'judged_ts', 0, 'alerted_n', 0,
-      'alerted_severity', '', 'severity', '', 'pivoted', '[]')
+    redis.call('HSET', rec(g), 'created', ts, 'events', 0, 'judged_n', 0, 'judged_events', 0,
+      'judged_ts', 0, 'alerted_n', 0, 'alerted_severity', '', 'severity', '', 'pivoted', '[]')
   end
   touch(g)
 end
@@ -76,7 +77,15 @@ for _, m in ipairs(batch.members) do
     end
     if member then
       touch(g)
-      redis.call('HSET', mem(g), account, cjson.encode(facts))
+      -- The group's events: the sum of its members' counts, kept by the change in each one's
+      -- count, so a batch processed again (same facts) changes nothing.
+      local before = redis.call('HGET', mem(g), account)
+      local delta = facts[4] - (before and cjson.decode(before)[4] or 0)
+      if delta ~= 0 then redis.call('HINCRBY', rec(g), 'events', delta) end
+      -- Facts and values together: a judgement re-forms the profile from members' values.
+      local stored = {unpack(facts)}
+      stored[7] = values
+      redis.call('HSET', mem(g), account, cjson.encode(stored))
       -- The group's span: from its earliest member's first request to the latest request.
       local first, last = tonumber(redis.call('HGET', rec(g), 'first') or facts[1]),
                           tonumber(redis.call('HGET', rec(g), 'last') or facts[2])
@@ -94,12 +103,15 @@ for _, g in ipairs(order) do
   local n = redis.call('HLEN', mem(g))
   local entry = {g = g, record = r, n = n, joined = joined[g],
                  pending = redis.call('SMEMBERS', pend(g))}
-  -- Judged again when it grew by ``judge_growth`` or ``judge_every_s`` of event time passed.
+  -- Judged again when its members or events grew by ``judge_growth``, or ``judge_every_s`` of
+  -- event time passed. The worker records a judgement with the batch's state write, so a
+  -- batch processed again after a crash is judged again.
   local latest = tonumber(r.last or 0)
-  local judged_n = tonumber(r.judged_n or 0)
+  local judged_n, judged_events = tonumber(r.judged_n or 0), tonumber(r.judged_events or 0)
+  local events = tonumber(r.events or 0)
   if (n > judged_n and n >= judged_n * s.judge_growth)
+      or (events > judged_events and events >= judged_events * s.judge_growth)
       or latest - tonumber(r.judged_ts or 0) >= s.judge_every_s then
-    redis.call('HSET', rec(g), 'judged_n', n, 'judged_ts', latest)
     entry.members = redis.call('HGETALL', mem(g))
     entry.profile = redis.call('HGETALL', prof(g))
   end

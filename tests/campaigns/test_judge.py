@@ -1,0 +1,83 @@
+"""The group judge: no single behaviour makes a group medium; honest look-alikes stay low."""
+
+from __future__ import annotations
+
+import pytest
+
+from detector.campaigns.judge import JudgeRules, MemberFacts, Population, judge, population_of
+
+DAY = 86400.0
+RULES = JudgeRules()
+BACKGROUND = Population(median_age_s=400 * DAY, harvest=0.05, at_limit=0.01)
+
+
+def members(
+    n: int, *, age_days: float, harvest: float, at_limit: float, events: int = 40
+) -> list[MemberFacts]:
+    start = 1_000 * DAY
+    return [
+        MemberFacts(start, start + 3600, start - age_days * DAY, events, harvest, at_limit)
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [
+        # An open-source coding agent's users: one client, tools on most requests.
+        ("coding agent users", members(55, age_days=450, harvest=0.76, at_limit=0.0)),
+        # An enterprise's batch accounts: one template, long outputs but not to the limit.
+        ("enterprise batch", members(8, age_days=800, harvest=0.0, at_limit=0.05)),
+        # Release-day sign-ups of one ISP: new accounts, ordinary requests.
+        ("early adopters", members(5, age_days=0.2, harvest=0.0, at_limit=0.0)),
+        # A grading app: rubric prompts, old accounts.
+        ("essay graders", members(3, age_days=500, harvest=0.4, at_limit=0.01)),
+    ],
+)
+def test_honest_look_alikes_stay_low(name: str, group: list[MemberFacts]) -> None:
+    verdict = judge(group, BACKGROUND, RULES)
+    assert verdict.severity == "low", (name, verdict.held)
+
+
+def test_two_indicators_make_medium_three_with_size_make_high_and_critical() -> None:
+    young_limit = members(5, age_days=2, harvest=0.0, at_limit=0.6)
+    assert judge(young_limit, BACKGROUND, RULES).held == ("young", "limit")
+    assert judge(young_limit, BACKGROUND, RULES).severity == "medium"
+    all_three = members(12, age_days=2, harvest=0.8, at_limit=0.6)
+    assert judge(all_three, BACKGROUND, RULES).severity == "high"
+    assert (
+        judge(members(40, age_days=2, harvest=0.8, at_limit=0.6), BACKGROUND, RULES).severity
+        == "critical"
+    )
+
+
+def test_too_few_requests_to_judge_are_low() -> None:
+    group = members(3, age_days=2, harvest=0.8, at_limit=0.6, events=5)
+    assert judge(group, BACKGROUND, RULES).severity == "low"
+
+
+def test_each_indicator_is_relative_to_the_background() -> None:
+    group = members(5, age_days=30, harvest=0.5, at_limit=0.5)
+    assert (
+        judge(group, BACKGROUND, RULES).severity == "high" or judge(group, BACKGROUND, RULES).held
+    )
+    alike = Population(median_age_s=40 * DAY, harvest=0.4, at_limit=0.3)
+    assert judge(group, alike, RULES).held == ()
+
+
+def test_the_background_is_a_median_so_a_minority_does_not_move_it() -> None:
+    honest = members(60, age_days=400, harvest=0.0, at_limit=0.0)
+    campaign = members(40, age_days=1, harvest=1.0, at_limit=1.0)
+    population = population_of(honest + campaign)
+    assert population.at_limit == 0.0 and population.harvest == 0.0
+    assert population.median_age_s == pytest.approx(400 * DAY)
+
+
+def test_lockstep_is_an_indicator_of_its_own() -> None:
+    from detector.campaigns.judge import synchrony
+
+    group = members(6, age_days=2, harvest=0.0, at_limit=0.0)
+    in_step = synchrony([["0:a", "1:b"]] * 4 + [["0:x"], []])
+    assert in_step == pytest.approx(4 / 6)
+    assert judge(group, BACKGROUND, RULES, in_step).held == ("young", "sync")
+    assert judge(group, BACKGROUND, RULES, 0.1).held == ("young",)
