@@ -309,6 +309,7 @@ class GroupSettings(_Section):
     family_cap: float = Field(default=0.55, gt=0, lt=1)
     support: float = Field(default=0.5, gt=0, le=1)
     seed_growth: float = Field(default=1.5, gt=1)
+    seed_holders: int = Field(default=200, ge=3)
     judge_growth: float = Field(default=1.25, gt=1)
     judge_every_s: float = Field(default=1800.0, gt=0)
     index_refresh_s: float = Field(default=1800.0, ge=0)

@@ -108,9 +108,16 @@ def fold(held: dict[str, int], feats: Iterable[EventFeatures], limit: int = HELD
     >>> held
     {'net:b': 1}
     """
+    # An account's events mostly carry the same values: each set is made once per call.
+    keys: dict[tuple[object, ...], list[str]] = {}
     for f in feats:
-        for kind, value in event_values(f):
-            key = f"{kind}:{value}"
+        young = f.created_ts is not None and f.ts - f.created_ts < YOUNG_S
+        same = (f.billing, f.client, f.network, f.asn_agent, f.habit, f.system_hash, f.opening,
+                f.prefix, f.created_ts, young)  # fmt: skip
+        values = keys.get(same)
+        if values is None:
+            values = keys[same] = [f"{kind}:{value}" for kind, value in event_values(f)]
+        for key in values:
             if key in held:
                 held[key] += 1
                 continue

@@ -23,7 +23,7 @@ import dataclasses
 import statistics
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -117,6 +117,28 @@ def shared_values(profile: Mapping[str, float], indexed: IndexReply) -> list[dic
             {"kind": kind, "value": text, "weight": round(w, 3), "df": stat.df if stat else None}
         )
     return out
+
+
+class Weights:
+    """Values' weights from the holders counts this worker heard of lately, computed when
+    asked (a batch needs few of the values it remembers)."""
+
+    def __init__(self, df: Mapping[str, int], active: int, rules: WeightRules) -> None:
+        self._df, self._active, self._rules = df, max(active, 1), rules
+
+    def of(self, value: str) -> float:
+        df = self._df.get(value)
+        if df is None:
+            return 0.0
+        return weight(value.partition(":")[0], df, self._active, self._rules)
+
+    def of_values(self, summaries: Iterable[frozenset[Value]]) -> dict[Value, float]:
+        out: dict[Value, float] = {}
+        for values in summaries:
+            for v in values:
+                if v not in out:
+                    out[v] = self.of(wire(v))
+        return out
 
 
 class Background:
@@ -215,19 +237,25 @@ class GroupStep:
         """The batch's group alerts and the commands that record them; ``meanwhile`` runs
         while the values are indexed (the states are final by then)."""
         summaries, facts = self._summaries(applied, states)
-        index, ts = self._due(summaries, facts, applied)
+        index, due, ts = self._due(summaries, facts, applied)
         models = self._count_traffic(applied)
-        trip = self.store.send_index(
-            index, {wire(v) for s in summaries.values() for v in s}, list(applied), models, ts
-        )
+        # Values reported on: those just indexed, and those of accounts in no known group
+        # (their owners are the groups they are offered to).
+        report = {
+            wire(v)
+            for account, values in summaries.items()
+            if account in due or account not in self._members
+            for v in values
+        }
+        trip = self.store.send_index(index, report, list(applied), models, ts)
         try:
             meanwhile()
         except BaseException:
             trip.discard()
             raise
         indexed = trip.result()
-        self._remember(summaries, applied, indexed)
-        weights = self._weights(indexed)
+        self._remember({a: summaries[a] for a in due}, applied, indexed)
+        weights = Weights(self._df, indexed.active, self.weight_rules)
         created, seeds = self._seed(indexed, weights)
         updates = self._offers(summaries, facts, applied, indexed, created, seeds)
         reports = self.store.send_update(
@@ -255,11 +283,13 @@ class GroupStep:
         summaries: Mapping[str, frozenset[Value]],
         facts: Mapping[str, list[float]],
         applied: Mapping[str, list[EventFeatures]],
-    ) -> tuple[list[tuple[str, str, float, str]], float]:
-        """(value, account, ts, summary) for accounts whose summary changed or is due again;
-        the summary is a JSON record of the account's values and facts, for seeding."""
+    ) -> tuple[list[tuple[str, str, float, str]], set[str], float]:
+        """(value, account, ts, summary) for accounts whose summary changed or is due again,
+        those accounts, and the batch's latest event time; the summary is a JSON record of
+        the account's values and facts, for seeding."""
         refresh = self.settings.campaigns.groups.index_refresh_s
         index: list[tuple[str, str, float, str]] = []
+        due: set[str] = set()
         latest = 0.0
         for account, values in summaries.items():
             ts = applied[account][-1].ts
@@ -272,7 +302,8 @@ class GroupStep:
                 {"v": sorted(wire(v) for v in values), "f": facts[account]}
             ).decode()
             index.extend((wire(v), account, ts, text) for v in sorted(values))
-        return index, latest
+            due.add(account)
+        return index, due, latest
 
     def _remember(
         self,
@@ -306,25 +337,17 @@ class GroupStep:
                 del self._traffic[hour]
         return first
 
-    def _weights(self, indexed: IndexReply) -> dict[str, float]:
-        active = max(indexed.active, 1)
-        return {
-            value: weight(value.partition(":")[0], df, active, self.weight_rules)
-            for value, df in self._df.items()
-        }
-
     def _seed(
-        self, indexed: IndexReply, weights: Mapping[str, float]
+        self, indexed: IndexReply, weights: Weights
     ) -> tuple[dict[str, Group], dict[str, tuple[list[str], list[float]]]]:
         """New groups from the values whose holders came back for seeding, and their members'
         values and facts as the seeds carried them."""
         created: dict[str, Group] = {}
         seeds: dict[str, tuple[list[str], list[float]]] = {}
         taken: set[str] = set()
-        by_value = {unwire(v): w for v, w in weights.items()}
         for value in sorted(indexed.values):
             stat = indexed.values[value]
-            if stat.seeds is None or weights.get(value, 0.0) <= 0:
+            if stat.seeds is None or weights.of(value) <= 0:
                 continue
             # Accounts this worker knows to be members already are left to their groups.
             candidates = {
@@ -334,7 +357,7 @@ class GroupStep:
             }
             if len(candidates) < self.group_rules.min_members:
                 continue
-            group = form(candidates, by_value, self.group_rules)
+            group = form(candidates, weights.of_values(candidates.values()), self.group_rules)
             if group is None:
                 continue
             gid = "cmp-" + xxhash.xxh64_hexdigest(orjson.dumps([wire(v) for v in group.key]))[:12]
@@ -381,7 +404,7 @@ class GroupStep:
         facts: Mapping[str, list[float]],
         indexed: IndexReply,
         created: Mapping[str, Group],
-        weights: Mapping[str, float],
+        weights: Weights,
     ) -> StepResult:
         result = StepResult()
         now = self.clock()
@@ -403,14 +426,14 @@ class GroupStep:
                 self.background.add(account, f)
         return result
 
-    def _drift(self, r: GroupReport, weights: Mapping[str, float], result: StepResult) -> None:
-        """A judged group's profile re-formed from its members' values as they are now: a
-        group seeded by a few accounts holds their rare values, which later members lack."""
-        if r.table is None or r.profile is None:
+    def _drift(self, r: GroupReport, weights: Weights, result: StepResult) -> None:
+        """A judged group's profile re-formed from its members' values, when members joined
+        since the last judgement: a group seeded by a few accounts holds their rare values,
+        which later members lack."""
+        if r.table is None or r.profile is None or r.members == int(r.record.get("judged_n") or 0):
             return
         summaries = [frozenset(unwire(v) for v in f[6]) for f in r.table.values() if len(f) > 6]
-        by_value = {unwire(v): w for v, w in weights.items()}
-        profile = profile_of(summaries, by_value, self.group_rules)
+        profile = profile_of(summaries, weights.of_values(summaries), self.group_rules)
         if profile is None:
             return
         wired = {wire(v): w for v, w in profile.items()}

@@ -116,6 +116,7 @@ class GroupStore:
             "cap": s.cap,
             "min_members": s.min_members,
             "seed_growth": s.seed_growth,
+            "seed_holders": s.seed_holders,
             "ttl_s": self._ttl_s,
         }
         by_shard: dict[str, tuple[list[Any], list[str]]] = defaultdict(lambda: ([], []))

@@ -65,10 +65,19 @@ local function coverage(g, values)
   return held / p.total
 end
 
+-- What the members' updates change in their group's record, written once per group below.
+local spans, events, hours = {}, {}, {}
+local exists = {}
+local function group_exists(g)
+  if exists[g] == nil then exists[g] = redis.call('EXISTS', rec(g)) == 1 end
+  return exists[g]
+end
+
 for _, m in ipairs(batch.members) do
   local g, account, values, facts, models = m[1], m[2], m[3], m[4], m[5]
-  if redis.call('EXISTS', rec(g)) == 1 then
-    local member = redis.call('HEXISTS', mem(g), account) == 1
+  if group_exists(g) then
+    local before = redis.call('HGET', mem(g), account)
+    local member = before ~= false
     if not member and coverage(g, values) >= s.rho then
       member = true
       redis.call('SADD', pend(g), account)
@@ -79,23 +88,29 @@ for _, m in ipairs(batch.members) do
       touch(g)
       -- The group's events: the sum of its members' counts, kept by the change in each one's
       -- count, so a batch processed again (same facts) changes nothing.
-      local before = redis.call('HGET', mem(g), account)
-      local delta = facts[4] - (before and cjson.decode(before)[4] or 0)
-      if delta ~= 0 then redis.call('HINCRBY', rec(g), 'events', delta) end
+      events[g] = (events[g] or 0) + facts[4] - (before and cjson.decode(before)[4] or 0)
       -- Facts and values together: a judgement re-forms the profile from members' values.
       local stored = {unpack(facts)}
       stored[7] = values
       redis.call('HSET', mem(g), account, cjson.encode(stored))
-      -- The group's span: from its earliest member's first request to the latest request.
-      local first, last = tonumber(redis.call('HGET', rec(g), 'first') or facts[1]),
-                          tonumber(redis.call('HGET', rec(g), 'last') or facts[2])
-      redis.call('HSET', rec(g), 'first', math.min(first, facts[1]), 'last', math.max(last, facts[2]))
+      local span = spans[g]
+      if not span then span = {facts[1], facts[2]}; spans[g] = span end
+      span[1], span[2] = math.min(span[1], facts[1]), math.max(span[2], facts[2])
       local hk = hour(g, math.floor(facts[2] / s.hour_s))
       for model, n in pairs(models) do redis.call('HINCRBY', hk, model, n) end
-      redis.call('EXPIRE', hk, 3 * s.hour_s)
+      hours[hk] = true
     end
   end
 end
+
+-- The group's span: from its earliest member's first request to the latest request.
+for g, span in pairs(spans) do
+  local r = redis.call('HMGET', rec(g), 'first', 'last')
+  local first, last = tonumber(r[1] or span[1]), tonumber(r[2] or span[2])
+  redis.call('HSET', rec(g), 'first', math.min(first, span[1]), 'last', math.max(last, span[2]))
+  if events[g] ~= 0 then redis.call('HINCRBY', rec(g), 'events', events[g]) end
+end
+for hk in pairs(hours) do redis.call('EXPIRE', hk, 3 * s.hour_s) end
 
 local out = {}
 for _, g in ipairs(order) do

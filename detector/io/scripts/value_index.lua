@@ -4,7 +4,7 @@
 --
 -- KEYS[1]: the shard's key base, e.g. "det:cv:{cv07}".
 -- ARGV[1]: a JSON record (campaigns/store.py writes it):
---   settings  {window_s, cap, min_members, seed_growth, ttl_s}
+--   settings  {window_s, cap, min_members, seed_growth, seed_holders, ttl_s}
 --   index     [[value, account, ts, summary]]  holders to add (summary: JSON list of values)
 --   report    [value]                           values to report on
 -- Reply: a JSON list, per reported value {v, df, owner, seeds = [[account, summary]] or absent}.
@@ -64,7 +64,15 @@ for _, v in ipairs(batch.report) do
     if df >= last * s.seed_growth then
       redis.call('HSET', seeded, v, df)
       redis.call('EXPIRE', seeded, s.ttl_s)
-      entry.seeds = redis.call('HGETALL', summaries(v))
+      -- The most recent holders' summaries, at most seed_holders: a group forms from them, and
+      -- the other holders join it as they come (their values name it as owner).
+      local recent = redis.call('ZREVRANGE', holders(v), 0, s.seed_holders - 1)
+      local found = redis.call('HMGET', summaries(v), unpack(recent))
+      local seeds = {}
+      for i, account in ipairs(recent) do
+        if found[i] then seeds[#seeds + 1] = account; seeds[#seeds + 1] = found[i] end
+      end
+      entry.seeds = seeds
     end
   end
   out[#out + 1] = entry
