@@ -319,6 +319,7 @@ class GroupSettings(_Section):
     intent_share: float = Field(default=0.3, gt=0, le=1)
     intent_ratio: float = Field(default=2.0, ge=1)
     sync_share: float = Field(default=0.3, gt=0, le=1)
+    sync_members: int = Field(default=10, ge=2)
     medium_indicators: int = Field(default=2, ge=1)
     high_indicators: int = Field(default=3, ge=1)
     high_members: int = Field(default=10, ge=2)

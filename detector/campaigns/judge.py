@@ -13,7 +13,8 @@ at least ``medium_indicators`` of them hold at once. Indicators that this versio
 - ``intent``: a large share of members' requests carry a harvesting intent, far more than the
   population's;
 - ``sync``: a large share of members are active in the same 10-second buckets (one
-  scheduler drives them: CopyCatch's lockstep), which unrelated accounts essentially never are.
+  scheduler drives them: CopyCatch's lockstep), in a group of ``sync_members`` or more: an
+  app backend's few accounts, or a handful of release-day sign-ups, are in step too.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class JudgeRules:
     limit_ratio: float = 4.0  # ... and this many times the population's
     intent_share: float = 0.3  # members' mean harvesting share at least ...
     intent_ratio: float = 2.0  # ... and this many times the population's
-    sync_share: float = 0.3  # members sharing one lockstep band at least
+    sync_share: float = 0.3  # members sharing one lockstep band at least ...
+    sync_members: int = 10  # ... in a group of at least this many
     medium_indicators: int = 2
     high_indicators: int = 3
     high_members: int = 10
@@ -126,7 +128,7 @@ def judge(
             f"(all accounts: {population.harvest:.0%})",
         ),
         "sync": (
-            sync >= rules.sync_share and n >= 3,
+            sync >= rules.sync_share and n >= rules.sync_members,
             sync,
             f"{sync:.0%} of members are active in the same 10-second moments: one scheduler drives them",
         ),

@@ -213,6 +213,7 @@ class GroupStep:
             intent_share=s.intent_share,
             intent_ratio=s.intent_ratio,
             sync_share=s.sync_share,
+            sync_members=s.sync_members,
             medium_indicators=s.medium_indicators,
             high_indicators=s.high_indicators,
             high_members=s.high_members,
