@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-SEVERITIES = ("low", "medium", "high", "critical")
-
 
 class MemberFacts(NamedTuple):
     """What the judge reads of one member (from its account state)."""

@@ -34,7 +34,6 @@ from detector import alerting
 from detector.campaigns.evidence import KIND_NAMES, Value, behaviour_value, fold, parse, summary
 from detector.campaigns.grouping import Group, GroupRules, form, profile_of
 from detector.campaigns.judge import (
-    SEVERITIES,
     JudgeRules,
     MemberFacts,
     Population,
@@ -45,6 +44,7 @@ from detector.campaigns.judge import (
 from detector.campaigns.weights import WeightRules, weight
 from detector.config import Settings
 from detector.detectors import Finding
+from detector.detectors.campaign import model_pivot
 from detector.events import Alert
 from detector.features import EventFeatures
 from detector.io.group_store import GroupReport, GroupStore, IndexReply, MemberUpdate
@@ -524,56 +524,37 @@ class GroupStep:
         self, r: GroupReport, base: Finding, indexed: IndexReply, result: StepResult, now: float
     ) -> None:
         """A group moving a large share of its traffic to a newly released model."""
-        s = self.settings.campaigns
-        total = sum(r.models.values())
         population: Counter[str] = Counter()
         for counts in self._traffic.values():
             population.update(counts)
-        everyone = sum(population.values())
-        if total < s.pivot_min_requests or not everyone:
-            return
         pivoted = set(orjson.loads(r.record.get("pivoted") or "[]"))
-        for model, count in sorted(r.models.items(), key=lambda kv: (-kv[1], kv[0])):
-            seen = indexed.model_first_seen.get(model)
-            if model in pivoted or seen is None or r.latest - seen > s.pivot_window_s:
-                continue
-            share, pop_share = count / total, population[model] / everyone
-            if share < s.pivot_min_share or share < s.pivot_min_ratio * pop_share:
-                continue
-            hours = (r.latest - seen) / HOUR_S
-            finding = Finding(
-                "model_pivot",
-                round(min(1.0, 0.5 + share / 2), 4),
-                "critical" if base.severity == "critical" else "high",
-                (
-                    f"campaign sent {share:.0%} of its last two hours' {total} requests to {model}, "
-                    f"first seen {hours:.1f} h earlier; all traffic sent it {pop_share:.0%}",
-                    base.reasons[0],
-                ),
-                {
-                    "model": model,
-                    "campaign_share": round(share, 4),
-                    "population_share": round(pop_share, 4),
-                    "hours_since_first_seen": round(hours, 2),
-                    "campaign_requests_2h": total,
-                    "members": r.members,
-                },
-            )
-            result.alerts.append(
-                alerting.campaign_alert(
-                    r.group,
-                    finding,
-                    trigger=model,
-                    accounts=sorted(r.table or ())[: self.settings.alerting.max_accounts_listed],
-                    members=r.members,
-                    ts=r.latest,
-                    first_seen=float(r.record.get("first") or r.latest),
-                    events=total,
-                    emitted_at=now,
-                )
-            )
-            result.commands.append(self.store.pivoted_command(r.group, sorted(pivoted | {model})))
+        found = model_pivot(
+            r.models,
+            population,
+            indexed.model_first_seen,
+            r.latest,
+            pivoted,
+            r.members,
+            self.settings.campaigns,
+            base,
+        )
+        if found is None:
             return
+        model, finding = found
+        result.alerts.append(
+            alerting.campaign_alert(
+                r.group,
+                finding,
+                trigger=model,
+                accounts=sorted(r.table or ())[: self.settings.alerting.max_accounts_listed],
+                members=r.members,
+                ts=r.latest,
+                first_seen=float(r.record.get("first") or r.latest),
+                events=sum(r.models.values()),
+                emitted_at=now,
+            )
+        )
+        result.commands.append(self.store.pivoted_command(r.group, sorted(pivoted | {model})))
 
 
-__all__ = ["SEVERITIES", "GroupStep", "StepResult"]
+__all__ = ["GroupStep", "StepResult"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from detector.config import CampaignSettings
 from detector.detectors import Finding
@@ -123,23 +123,44 @@ def pivot(
     campaign: CampaignState, first_seen: dict[str, float], settings: CampaignSettings, base: Finding
 ) -> tuple[str, Finding] | None:
     """A campaign moving a large share of its traffic to a newly seen model, faster than everyone else."""
-    total = sum(campaign.models.values())
-    population = sum(campaign.population_models.values())
+    return model_pivot(
+        campaign.models,
+        campaign.population_models,
+        first_seen,
+        campaign.last,
+        campaign.pivoted,
+        campaign.members,
+        settings,
+        base,
+    )
+
+
+def model_pivot(
+    models: Mapping[str, int],
+    population_models: Mapping[str, int],
+    first_seen: Mapping[str, float],
+    latest: float,
+    pivoted: Collection[str],
+    members: int,
+    settings: CampaignSettings,
+    base: Finding,
+) -> tuple[str, Finding] | None:
+    """The newly seen model (first seen within ``pivot_window_s`` of ``latest``) a campaign's
+    requests of the last two hours (``models``) went to, far more than everyone's
+    (``population_models``), and its ``model_pivot`` finding; None if there is none."""
+    total = sum(models.values())
+    population = sum(population_models.values())
     if total < settings.pivot_min_requests or not population:
         return None
-    for model, count in sorted(campaign.models.items(), key=lambda kv: (-kv[1], kv[0])):
+    for model, count in sorted(models.items(), key=lambda kv: (-kv[1], kv[0])):
         seen = first_seen.get(model)
-        if (
-            model in campaign.pivoted
-            or seen is None
-            or campaign.last - seen > settings.pivot_window_s
-        ):
+        if model in pivoted or seen is None or latest - seen > settings.pivot_window_s:
             continue
         share = count / total
-        pop_share = campaign.population_models.get(model, 0) / population
+        pop_share = population_models.get(model, 0) / population
         if share < settings.pivot_min_share or share < settings.pivot_min_ratio * pop_share:
             continue
-        hours = (campaign.last - seen) / 3600
+        hours = (latest - seen) / 3600
         severity = "critical" if base.severity == "critical" else "high"
         return model, Finding(
             "model_pivot",
@@ -156,7 +177,7 @@ def pivot(
                 "population_share": round(pop_share, 4),
                 "hours_since_first_seen": round(hours, 2),
                 "campaign_requests_2h": total,
-                "members": campaign.members,
+                "members": members,
             },
         )
     return None
@@ -207,4 +228,4 @@ def source(mix: SourceMix, settings: CampaignSettings, ts: float) -> Finding | N
     )
 
 
-__all__ = ["AccountLinks", "evidence_of", "judge", "pivot", "source"]
+__all__ = ["AccountLinks", "evidence_of", "judge", "model_pivot", "pivot", "source"]

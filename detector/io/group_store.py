@@ -125,22 +125,11 @@ class GroupStore:
         for value in report:
             by_shard[self.value_shard(value)][1].append(value)
         shards = sorted(by_shard)
-        commands: list[tuple[Any, ...]] = [
-            (
-                "EVALSHA",
-                self._index_sha,
-                1,
-                shard,
-                orjson.dumps(
-                    {
-                        "settings": settings,
-                        "index": by_shard[shard][0],
-                        "report": by_shard[shard][1],
-                    }
-                ),
-            )
-            for shard in shards
-        ]
+        commands = _calls(
+            self._index_sha,
+            settings,
+            {s: {"index": i, "report": r} for s, (i, r) in by_shard.items()},
+        )
         day = int(ts // DAY_S)
         today, yesterday = f"{self._pop}:active:{day}", f"{self._pop}:active:{day - 1}"
         first = f"{self._pop}:first"
@@ -180,22 +169,11 @@ class GroupStore:
                 [m.group, m.account, m.values, m.facts, m.models or {}]
             )
         shards = sorted(by_shard)
-        commands: list[tuple[Any, ...]] = [
-            (
-                "EVALSHA",
-                self._update_sha,
-                1,
-                shard,
-                orjson.dumps(
-                    {
-                        "settings": settings,
-                        "create": by_shard[shard][0],
-                        "members": by_shard[shard][1],
-                    }
-                ),
-            )
-            for shard in shards
-        ]
+        commands = _calls(
+            self._update_sha,
+            settings,
+            {s: {"create": c, "members": m} for s, (c, m) in by_shard.items()},
+        )
         commands += owners
         observe = self._metrics.redis_seconds.labels("group_update").observe
         trip = RoundTrip(self._client, commands, (_UPDATE_LUA,), observe)
@@ -238,6 +216,16 @@ class GroupStore:
 
     def pivoted_command(self, group: str, models: list[str]) -> tuple[Any, ...]:
         return ("HSET", f"{self.group_shard(group)}:g:{group}", "pivoted", orjson.dumps(models))
+
+
+def _calls(
+    sha: str, settings: dict[str, Any], records: dict[str, dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """One script call per shard, in shard order, each with the settings and its record."""
+    return [
+        ("EVALSHA", sha, 1, shard, orjson.dumps({"settings": settings, **records[shard]}))
+        for shard in sorted(records)
+    ]
 
 
 def _text(x: Any) -> str:

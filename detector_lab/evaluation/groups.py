@@ -103,13 +103,11 @@ def _fold(
         tally([f], account.counts)
 
 
-def weigh(
-    summaries: Mapping[str, frozenset[Value]], rules: WeightRules
-) -> tuple[dict[Value, float], Counter[Value]]:
-    """Each value's weight from how many of the accounts hold it, and those counts."""
+def weigh(summaries: Mapping[str, frozenset[Value]], rules: WeightRules) -> dict[Value, float]:
+    """Each value's weight from how many of the accounts hold it."""
     df: Counter[Value] = Counter(v for s in summaries.values() for v in s)
     active = len(summaries)
-    return {v: weight(v[0], n, active, rules) for v, n in df.items()}, df
+    return {v: weight(v[0], n, active, rules) for v, n in df.items()}
 
 
 FLAGGED = frozenset({"medium", "high", "critical"})
@@ -195,7 +193,7 @@ def probe(
 ) -> tuple[list[tuple[Group, Verdict]], GroupingScore]:
     """Group a draw's accounts in hindsight, judge every group, score against the labels."""
     summaries = {a: evidence_of(f) for a, f in facts.items()}
-    weights, _ = weigh(summaries, weight_rules)
+    weights = weigh(summaries, weight_rules)
     groups = cluster(summaries, weights, group_rules)
     grouped = set().union(*(g.members for g in groups))
     # The background the groups are compared with: the accounts in no group.
