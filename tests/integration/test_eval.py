@@ -18,6 +18,13 @@ report then had recall 0.31 median, 0.0 worst):
   positives below, flagged by coordinated_cluster and template_chain);
 - campaign grouping purity 0.77, adjusted Rand index 0.71.
 
+Measured again after issue 30's group stage (same draw): recall 0.94 pooled (lockstep
+language:zh+human_pacing 100%, low_and_slow_residential slow_ramp 89%, persona_template
+none 100%, persona_template random_params+reseller_pool 100%, residential_mimic
+slow_ramp+per_account_payment 93%); precision 0.99; benign false-positive rate 0.003, all
+from essay_graders' one account (capability_harvest); coding_agent_users and
+ide_assistants at 0%.
+
 The scenario floors were set on ``config/scenarios/ci.yaml`` (seed 7): FPR 0.0, precision 1.0,
 recall 0.99, every campaign at least 83% caught, purity and adjusted Rand index 1.0.
 """
@@ -34,14 +41,14 @@ from detector.cli import main
 pytestmark = pytest.mark.integration
 
 # --- the ci suite: floors = measured minus a wide margin ----------------------------------------
-SUITE_MIN_RECALL = 0.15  # measured 0.42
+SUITE_MIN_RECALL = 0.6  # measured 0.94 (0.42 before issue 30)
 SUITE_MIN_BEST_ROW_RECALL = 0.5  # measured 1.0: at least one family x variant still caught
-SUITE_MIN_PRECISION = 0.3  # measured 0.67
-SUITE_MAX_BENIGN_FPR = 0.15  # measured 0.071
-SUITE_MAX_FAMILY_FPR = 0.25  # measured 0.0 for every honest family but the known ones
-# Flagged wholesale when the floors were set; the next issue must clear them, then drop them
-# from this set so that their ceiling applies too.
-KNOWN_FALSE_POSITIVES = frozenset({"coding_agent_users", "essay_graders", "ide_assistants"})
+SUITE_MIN_PRECISION = 0.8  # measured 0.99 (0.67)
+SUITE_MAX_BENIGN_FPR = 0.03  # measured 0.003 (0.071)
+SUITE_MAX_FAMILY_FPR = 0.25  # measured 0.0 for every honest family but the known one
+# Flagged when the floors were set (its one account in this draw, by capability_harvest);
+# clear it, then drop it from this set so that its ceiling applies too.
+KNOWN_FALSE_POSITIVES = frozenset({"essay_graders"})
 REPORT_FILES = ("report.md", "report.json", "recall_matrix.png", "honest_fpr.png")
 DRAW_FILES = ("events.jsonl", "labels.json", "alerts.jsonl", "report.json", "score.json")
 CAMPAIGN_COLUMNS = {"recall", "delay_s", "events_before_detection", "grouped", "purity",
