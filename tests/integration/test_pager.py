@@ -54,7 +54,14 @@ def test_critical_campaign_is_paged_through_alertmanager_and_resolved(
         settings = service_settings.with_overrides(
             # a campaign of six accounts is critical here (30 by default), so the test stays small,
             # and judged at once (it is all the traffic there is)
-            campaigns={"groups": {"high_members": 3, "critical_members": 5, "background_min": 0}},
+            campaigns={
+                "groups": {
+                    "high_members": 3,
+                    "critical_members": 5,
+                    "sync_members": 5,
+                    "background_min": 0,
+                }
+            },
             pager={
                 "alertmanager_urls": [am_url],
                 "group_id": f"pager-{unique}",
