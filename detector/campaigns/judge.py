@@ -73,7 +73,8 @@ class Verdict:
 
 
 def population_of(members: Sequence[MemberFacts]) -> Population:
-    ages = [m.first - m.created for m in members if m.created]
+    """The background's medians; an account created after its first request has no age."""
+    ages = [m.first - m.created for m in members if m.created and m.first >= m.created]
     return Population(
         statistics.median(ages) if ages else 0.0,
         statistics.median(m.harvest for m in members) if members else 0.0,

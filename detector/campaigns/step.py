@@ -20,7 +20,6 @@ judge them, and say what to publish.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -39,6 +38,7 @@ from detector.campaigns.judge import (
     Population,
     Verdict,
     judge,
+    population_of,
     synchrony,
 )
 from detector.campaigns.weights import WeightRules, weight
@@ -148,7 +148,7 @@ class Background:
     partition), and a restarted worker rebuilds it from the traffic."""
 
     def __init__(self, size: int) -> None:
-        self._facts: deque[tuple[float, float, float]] = deque(maxlen=size)
+        self._facts: deque[MemberFacts] = deque(maxlen=size)
         self._added: OrderedDict[str, float] = OrderedDict()
         self._size = size
         self._population: Population | None = None
@@ -162,8 +162,8 @@ class Background:
         self._added.move_to_end(account)
         while len(self._added) > self._size:
             self._added.popitem(last=False)
-        first, _, created, _, harvest, at_limit = facts
-        self._facts.append((first - created if created else -1.0, harvest, at_limit))
+        first, last, created, events, harvest, at_limit = facts
+        self._facts.append(MemberFacts(first, last, created, int(events), harvest, at_limit))
         self._population = None
 
     @property
@@ -172,12 +172,7 @@ class Background:
 
     def population(self) -> Population:
         if self._population is None:
-            ages = [a for a, _, _ in self._facts if a >= 0]
-            self._population = Population(
-                statistics.median(ages) if ages else 0.0,
-                statistics.median(h for _, h, _ in self._facts) if self._facts else 0.0,
-                statistics.median(x for _, _, x in self._facts) if self._facts else 0.0,
-            )
+            self._population = population_of(self._facts)
         return self._population
 
 

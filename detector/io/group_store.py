@@ -271,9 +271,7 @@ def _update_reply(n_shards: int, replies: list[Any]) -> list[GroupReport]:
             out.append(
                 GroupReport(
                     e["g"],
-                    {k: _text(v) for k, v in (e["record"] or {}).items()}
-                    if isinstance(e["record"], dict)
-                    else {},
+                    {k: _text(v) for k, v in e["record"].items()},
                     int(e["n"]),
                     _as_list(e["joined"]),
                     _as_list(e["pending"]),
