@@ -245,6 +245,7 @@ class BehaviourSettings(_Section):
     repetition_weight: float = Field(default=0.4, ge=0, le=1)
     severity_medium: float = Field(default=0.5, gt=0, le=1)
     severity_high: float = Field(default=0.75, gt=0, le=1)
+    max_severity: Literal["low", "medium", "high"] = "low"
     baseline_min_samples: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
@@ -321,6 +322,7 @@ class GroupSettings(_Section):
     sync_share: float = Field(default=0.3, gt=0, le=1)
     sync_members: int = Field(default=10, ge=2)
     medium_indicators: int = Field(default=2, ge=1)
+    cohort_indicators: list[Literal["young", "limit", "intent", "sync"]] = ["young", "intent"]
     high_indicators: int = Field(default=3, ge=1)
     high_members: int = Field(default=10, ge=2)
     critical_members: int = Field(default=30, ge=2)

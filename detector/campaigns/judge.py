@@ -4,7 +4,8 @@ Grouping says who belongs together; it does not accuse: an honest app's users, o
 customers on one browser, an enterprise's batch accounts are groups too. What makes a group
 a campaign is how it behaves compared with everyone else, and no single behaviour may decide:
 each indicator compares the group with the population, and a group is ``medium`` only when
-at least ``medium_indicators`` of them hold at once. Indicators that this version measures:
+at least ``medium_indicators`` of them hold at once, not all of them among ``cohort``
+(young accounts with one use are a cohort as well as a campaign). Indicators that this version measures:
 
 - ``young``: members started using their accounts much younger than accounts usually are
   (fraudulent accounts are made for the campaign and replaced when banned);
@@ -57,6 +58,10 @@ class JudgeRules:
     sync_share: float = 0.3  # members sharing one lockstep band at least ...
     sync_members: int = 10  # ... in a group of at least this many
     medium_indicators: int = 2
+    # Indicators that together do not make a campaign: young accounts using one capability
+    # are also an honest cohort (a popular client's new users); a campaign shows in how it is
+    # run too.
+    cohort: frozenset[str] = frozenset({"young", "intent"})
     high_indicators: int = 3
     high_members: int = 10
     critical_members: int = 30
@@ -134,6 +139,8 @@ def judge(
     }
     held = tuple(name for name, (ok, _, _) in checks.items() if ok)
     k = len(held) if sum(m.events for m in members) >= rules.min_events else 0
+    if not set(held) - rules.cohort:
+        k = min(k, rules.medium_indicators - 1)
     if k >= rules.high_indicators and n >= rules.critical_members:
         severity = "critical"
     elif k >= rules.high_indicators and n >= rules.high_members:

@@ -210,6 +210,7 @@ class GroupStep:
             sync_share=s.sync_share,
             sync_members=s.sync_members,
             medium_indicators=s.medium_indicators,
+            cohort=frozenset(s.cohort_indicators),
             high_indicators=s.high_indicators,
             high_members=s.high_members,
             critical_members=s.critical_members,

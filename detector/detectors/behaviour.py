@@ -10,6 +10,10 @@ Three findings, each gated by its own evidence and scored from 0 to 1:
   backends, batch jobs and graders look like this, with or without harvesting intent;
   templated campaigns are found as groups (``detector.campaigns``).
 
+The first two are at most ``max_severity`` (low by default): one account's prompts do not
+tell a harvester from an honest product with one use case, so they inform, and a group's
+judgement (``detector.campaigns.judge``) reads the same intent for the group as a whole.
+
 Reasons compare each number with the population median over active account-hours.
 """
 
@@ -133,10 +137,11 @@ class BehaviourDetector:
         return self._harvest_reasons(snap, shape, medians)
 
     def _rank(self, score: float) -> int:
-        """Severity rank of a score (an index into SEVERITIES: low, medium or high)."""
-        if score >= self.settings.severity_high:
-            return 2
-        return 1 if score >= self.settings.severity_medium else 0
+        """Severity rank of a score (an index into SEVERITIES: low, medium or high), at most
+        ``max_severity``'s."""
+        s = self.settings
+        rank = 2 if score >= s.severity_high else 1 if score >= s.severity_medium else 0
+        return min(rank, SEVERITIES.index(s.max_severity))
 
     @staticmethod
     def _versus(key: str, value: float, medians: Medians) -> str:

@@ -32,6 +32,8 @@ def members(
         ("early adopters", members(5, age_days=0.2, harvest=0.0, at_limit=0.0)),
         # A grading app: rubric prompts, old accounts.
         ("essay graders", members(3, age_days=500, harvest=0.4, at_limit=0.01)),
+        # A popular coding client's release-day sign-ups: new accounts, agentic-coding prompts.
+        ("new coding agent users", members(16, age_days=0.5, harvest=0.8, at_limit=0.02)),
     ],
 )
 def test_honest_look_alikes_stay_low(name: str, group: list[MemberFacts]) -> None:
@@ -48,6 +50,18 @@ def test_two_indicators_make_medium_three_with_size_make_high_and_critical() -> 
     assert (
         judge(members(40, age_days=2, harvest=0.8, at_limit=0.6), BACKGROUND, RULES).severity
         == "critical"
+    )
+
+
+def test_a_cohort_pair_alone_is_low_and_counts_beside_another_indicator() -> None:
+    cohort = judge(members(16, age_days=0.5, harvest=0.8, at_limit=0.02), BACKGROUND, RULES)
+    assert cohort.held == ("young", "intent") and cohort.severity == "low"
+    run = judge(members(16, age_days=0.5, harvest=0.8, at_limit=0.6), BACKGROUND, RULES)
+    assert run.held == ("young", "limit", "intent") and run.severity == "high"
+    plain = JudgeRules(cohort=frozenset())
+    assert (
+        judge(members(16, age_days=0.5, harvest=0.8, at_limit=0.02), BACKGROUND, plain).severity
+        == "medium"
     )
 
 

@@ -30,19 +30,21 @@ def _snap(events: int = 100, **behaviour: float) -> Snapshot:
     )  # fmt: skip
 
 
-def _detector() -> BehaviourDetector:
-    return BehaviourDetector(BehaviourSettings(), FeatureBaselines(min_samples=1))
+def _detector(**settings: object) -> BehaviourDetector:
+    return BehaviourDetector(BehaviourSettings(**settings), FeatureBaselines(min_samples=1))
 
 
 def test_honest_behaviour_gives_nothing() -> None:
     assert _detector().evaluate(_snap(), {}) is None
 
 
-def test_reasoning_harvester_is_high() -> None:
+def test_reasoning_harvester_is_high_when_allowed_and_low_by_default() -> None:
     snap = _snap(reasoning=0.9, harvest=0.95, dup=0.9, at_limit=0.7, single_turn=1.0, stream_off=1.0,
                  fixed_temperature=1.0, template_chain_max=40.0)  # fmt: skip
+    default = _detector().evaluate(snap, {})
+    assert default is not None and default.severity == "low" and default.score >= 0.75
     context: dict = {}
-    finding = _detector().evaluate(snap, context)
+    finding = _detector(max_severity="high").evaluate(snap, context)
     assert finding is not None and finding.severity == "high"
     assert finding.type in {"reasoning_elicitation", "capability_harvest"}
     assert any("internal reasoning" in r or "harvestable" in r for r in finding.reasons)
