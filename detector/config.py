@@ -327,6 +327,8 @@ class GroupSettings(_Section):
     high_members: int = Field(default=10, ge=2)
     critical_members: int = Field(default=30, ge=2)
     min_events: int = Field(default=30, ge=1)
+    link_overlap: float = Field(default=0.5, gt=0, le=1)
+    link_min_shared: int = Field(default=2, ge=1)
     background_accounts: int = Field(default=5000, ge=100)
     background_min: int = Field(default=100, ge=0)
 

@@ -41,6 +41,7 @@ from detector.campaigns.judge import (
     population_of,
     synchrony,
 )
+from detector.campaigns.linking import Campaigns, LinkRules
 from detector.campaigns.weights import WeightRules, weight
 from detector.config import Settings
 from detector.detectors import Finding
@@ -216,6 +217,7 @@ class GroupStep:
             critical_members=s.critical_members,
             min_events=s.min_events,
         )
+        self.campaigns = Campaigns(LinkRules(overlap=s.link_overlap, min_shared=s.link_min_shared))
         self.background = Background(s.background_accounts)
         # Until the background holds this many accounts (a worker just started), groups are
         # not judged: against an empty background every indicator would hold.
@@ -223,7 +225,9 @@ class GroupStep:
         self._indexed: OrderedDict[str, tuple[int, float]] = OrderedDict()  # summary hash, ts
         self._df: OrderedDict[str, int] = OrderedDict()  # holders counts lately reported
         self._members: OrderedDict[str, str] = OrderedDict()  # account -> its group, lately
-        self._traffic: dict[int, Counter[str]] = {}  # all requests per model, per hour
+        # Requests per model, per hour, of accounts in no known group: the background a
+        # group's move to a new model is compared with (as the judge compares its members).
+        self._traffic: dict[int, Counter[str]] = {}
 
     def run(
         self,
@@ -262,7 +266,7 @@ class GroupStep:
             ],
             updates,
         ).result()
-        return self._verdicts(reports, facts, indexed, created, weights)
+        return self._verdicts(reports, facts, indexed, weights)
 
     def _summaries(
         self, applied: Mapping[str, list[EventFeatures]], states: Mapping[str, AccountState]
@@ -319,13 +323,15 @@ class GroupStep:
                 memory.popitem(last=False)
 
     def _count_traffic(self, applied: Mapping[str, list[EventFeatures]]) -> dict[str, float]:
-        """All requests per model and hour (the population a pivot is compared with); the
-        batch's models with their first request time."""
+        """Requests per model and hour of accounts in no known group (the background a pivot
+        is compared with: a campaign's own move, or another's, is not "everyone's"); the
+        batch's models with their first request time, from every account."""
         first: dict[str, float] = {}
-        for feats in applied.values():
+        for account, feats in applied.items():
+            background = account not in self._members
             for f in feats:
-                hour = int(f.ts // HOUR_S)
-                self._traffic.setdefault(hour, Counter())[f.model] += 1
+                if background:
+                    self._traffic.setdefault(int(f.ts // HOUR_S), Counter())[f.model] += 1
                 if f.ts < first.get(f.model, float("inf")):
                     first[f.model] = f.ts
         if self._traffic:
@@ -400,7 +406,6 @@ class GroupStep:
         reports: list[GroupReport],
         facts: Mapping[str, list[float]],
         indexed: IndexReply,
-        created: Mapping[str, Group],
         weights: Weights,
     ) -> StepResult:
         result = StepResult()
@@ -412,10 +417,16 @@ class GroupStep:
                 self._members[account] = r.group
                 self._members.move_to_end(account)
             grouped |= members_now | set(r.joined)
+            born = float(r.record.get("created") or r.latest)
+            if r.record.get("campaign"):
+                self.campaigns.learn(
+                    r.group, born, r.record["campaign"], float(r.record["campaign_ts"])
+                )
             verdict = self._verdict(r, result)
             self._drift(r, weights, result)
             if verdict.severity in FLAGGED:
-                self._alert(r, verdict, created.get(r.group), indexed, result, now)
+                campaign = self.campaigns.flagged(r.group, born, r.profile)
+                self._alert(r, campaign, verdict, indexed, result, now)
         while len(self._members) > REMEMBERED:
             self._members.popitem(last=False)
         for account, f in facts.items():
@@ -465,12 +476,14 @@ class GroupStep:
     def _alert(
         self,
         r: GroupReport,
+        campaign: str,
         verdict: Verdict,
-        group: Group | None,
         indexed: IndexReply,
         result: StepResult,
         now: float,
     ) -> None:
+        """Alerts for a flagged group, under its campaign's id: its new members, the group
+        when it grew, changed severity or joined a campaign, and a move to a new model."""
         s = self.settings.campaigns
         first = float(r.record.get("first") or r.latest)
         members = r.members
@@ -481,6 +494,8 @@ class GroupStep:
             verdict.reasons or (f"{members} accounts share evidence as a group",),
             {
                 "members": members,
+                "group": r.group,
+                "campaign_groups": self.campaigns.groups(campaign),
                 "shared_values": shared_values(r.profile or {}, indexed),
                 "indicators": verdict.indicators,
                 "held": list(verdict.held),
@@ -490,21 +505,22 @@ class GroupStep:
         )
         announce = sorted(r.pending)
         for account in announce:
-            result.alerts.append(alerting.member_alert(account, r.group, finding, r.latest, now))
+            result.alerts.append(alerting.member_alert(account, campaign, finding, r.latest, now))
         if announce:
             result.commands.append(self.store.announced_command(r.group, announce))
         alerted_n = int(float(r.record.get("alerted_n") or 0))
         changed = r.table is not None and (
             r.record.get("alerted_severity") != verdict.severity
             or members >= alerted_n * s.realert_growth
+            or r.record.get("campaign", r.group) != campaign
         )
         if changed:
             listed = sorted(r.table or ())[: self.settings.alerting.max_accounts_listed]
             result.alerts.append(
                 alerting.campaign_alert(
-                    r.group,
+                    campaign,
                     finding,
-                    trigger=f"{members}:{verdict.severity}",
+                    trigger=f"{r.group}:{members}:{verdict.severity}",
                     accounts=listed,
                     members=members,
                     ts=r.latest,
@@ -513,40 +529,57 @@ class GroupStep:
                     emitted_at=now,
                 )
             )
-            result.commands.append(self.store.alerted_command(r.group, members, verdict.severity))
-        self._pivot(r, finding, indexed, result, now)
+            result.commands.append(
+                self.store.alerted_command(
+                    r.group, members, verdict.severity, campaign, self.campaigns.created(campaign)
+                )
+            )
+        self._pivot(r, campaign, finding, indexed, result, now)
 
     def _pivot(
-        self, r: GroupReport, base: Finding, indexed: IndexReply, result: StepResult, now: float
+        self,
+        r: GroupReport,
+        campaign: str,
+        base: Finding,
+        indexed: IndexReply,
+        result: StepResult,
+        now: float,
     ) -> None:
-        """A group moving a large share of its traffic to a newly released model."""
+        """A group moving a large share of its traffic to a newly released model, judged on
+        its newest hour when that hour holds ``pivot_min_requests`` requests (a move shows
+        within the hour, not diluted by the hour before it), else on its last two hours."""
+        s = self.settings.campaigns
         population: Counter[str] = Counter()
         for counts in self._traffic.values():
             population.update(counts)
+        recent = sum(r.models_now.values()) >= s.pivot_min_requests
+        models = r.models_now if recent else r.models
         pivoted = set(orjson.loads(r.record.get("pivoted") or "[]"))
         found = model_pivot(
-            r.models,
+            models,
             population,
             indexed.model_first_seen,
             r.latest,
             pivoted,
             r.members,
-            self.settings.campaigns,
+            s,
             base,
+            hours=1 if recent else 2,
+            compared="accounts in no group",
         )
         if found is None:
             return
         model, finding = found
         result.alerts.append(
             alerting.campaign_alert(
-                r.group,
+                campaign,
                 finding,
                 trigger=model,
                 accounts=sorted(r.table or ())[: self.settings.alerting.max_accounts_listed],
                 members=r.members,
                 ts=r.latest,
                 first_seen=float(r.record.get("first") or r.latest),
-                events=sum(r.models.values()),
+                events=sum(models.values()),
                 emitted_at=now,
             )
         )

@@ -144,10 +144,13 @@ def model_pivot(
     members: int,
     settings: CampaignSettings,
     base: Finding,
+    hours: int = 2,
+    compared: str = "all traffic",
 ) -> tuple[str, Finding] | None:
     """The newly seen model (first seen within ``pivot_window_s`` of ``latest``) a campaign's
-    requests of the last two hours (``models``) went to, far more than everyone's
-    (``population_models``), and its ``model_pivot`` finding; None if there is none."""
+    requests of its last ``hours`` hours (``models``) went to, far more than everyone's
+    (``population_models``, which the reason calls ``compared``), and its ``model_pivot``
+    finding; None if there is none."""
     total = sum(models.values())
     population = sum(population_models.values())
     if total < settings.pivot_min_requests or not population:
@@ -160,23 +163,25 @@ def model_pivot(
         pop_share = population_models.get(model, 0) / population
         if share < settings.pivot_min_share or share < settings.pivot_min_ratio * pop_share:
             continue
-        hours = (latest - seen) / 3600
+        since = (latest - seen) / 3600
+        window = "last hour's" if hours == 1 else f"last {hours} hours'"
         severity = "critical" if base.severity == "critical" else "high"
         return model, Finding(
             "model_pivot",
             round(min(1.0, 0.5 + share / 2), 4),
             severity,
             (
-                f"campaign sent {share:.0%} of its last two hours' {total} requests to {model}, "
-                f"first seen {hours:.1f} h earlier; all traffic sent it {pop_share:.0%}",
+                f"campaign sent {share:.0%} of its {window} {total} requests to {model}, "
+                f"first seen {since:.1f} h earlier; {compared} sent it {pop_share:.0%}",
                 base.reasons[0],
             ),
             {
                 "model": model,
                 "campaign_share": round(share, 4),
                 "population_share": round(pop_share, 4),
-                "hours_since_first_seen": round(hours, 2),
-                "campaign_requests_2h": total,
+                "hours_since_first_seen": round(since, 2),
+                "campaign_requests_2h": total,  # a published evidence name; the window is window_h
+                "window_h": hours,
                 "members": members,
             },
         )

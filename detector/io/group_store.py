@@ -64,6 +64,7 @@ class GroupReport:
     # Every member's facts, and its values as a seventh element, when judgement is due.
     table: dict[str, list[Any]] | None = None
     profile: dict[str, float] | None = None  # ... and the profile: value -> weight
+    models_now: dict[str, int] = field(default_factory=dict)  # ... of this hour alone
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,11 @@ class GroupStore:
         claims = [("HSETNX", f"{self.value_shard(v)}:o", v, group) for v in sorted(profile)]
         return [("DEL", key), ("HSET", key, *flat), ("EXPIRE", key, self._ttl_s), *claims]
 
-    def alerted_command(self, group: str, members: int, severity: str) -> tuple[Any, ...]:
+    def alerted_command(
+        self, group: str, members: int, severity: str, campaign: str, campaign_ts: float
+    ) -> tuple[Any, ...]:
+        """What the group's last campaign alert said: its size, severity and campaign (the
+        campaign's id and creation time, read back by every worker: ``linking.Campaigns``)."""
         return (
             "HSET",
             f"{self.group_shard(group)}:g:{group}",
@@ -209,6 +214,10 @@ class GroupStore:
             members,
             "alerted_severity",
             severity,
+            "campaign",
+            campaign,
+            "campaign_ts",
+            campaign_ts,
         )
 
     def announced_command(self, group: str, accounts: list[str]) -> tuple[Any, ...]:
@@ -261,9 +270,11 @@ def _update_reply(n_shards: int, replies: list[Any]) -> list[GroupReport]:
     for reply in replies[:n_shards]:
         for e in _as_list(orjson.loads(reply)):
             models: dict[str, int] = defaultdict(int)
-            for flat in _as_list(e["models"]):
+            hours = _as_list(e["models"])  # the group's newest hour first, then the one before
+            for flat in hours:
                 for model, n in _pairs(_as_list(flat)).items():
                     models[model] += int(n)
+            now = {m: int(n) for m, n in _pairs(_as_list(hours[0])).items()} if hours else {}
             table = None
             if "members" in e:
                 flat = _as_list(e["members"])
@@ -281,6 +292,7 @@ def _update_reply(n_shards: int, replies: list[Any]) -> list[GroupReport]:
                     {v: float(w) for v, w in _pairs(e["profile"]).items()}
                     if "profile" in e
                     else None,
+                    now,
                 )
             )
     return out

@@ -1,8 +1,15 @@
-"""The group stage's pure parts: the background a worker keeps."""
+"""The group stage's pure parts: the background a worker keeps, and how a move to a new
+model is measured."""
 
 from __future__ import annotations
 
-from detector.campaigns.step import Background
+from collections import Counter
+
+from detector.campaigns.step import Background, GroupStep, StepResult
+from detector.config import Settings
+from detector.detectors import Finding
+from detector.features import EventFeatures
+from detector.io.group_store import GroupReport, IndexReply
 
 
 def test_the_background_counts_an_account_once_an_hour_and_keeps_the_latest() -> None:
@@ -17,3 +24,53 @@ def test_the_background_counts_an_account_once_an_hour_and_keeps_the_latest() ->
     assert background.size == 100
     population = background.population()
     assert population.median_age_s == 400 * 86400.0 and population.at_limit == 0.0
+
+
+class _Store:
+    def pivoted_command(self, group: str, models: list[str]) -> tuple[str, ...]:
+        return ("HSET", group, "pivoted", *models)
+
+
+def _feature(account: str, ts: float, model: str) -> EventFeatures:
+    return EventFeatures(account, f"{account}-{ts}", 0, ts, 0, 0, model, 0, 0, 0, None, "", "")
+
+
+def _report(models: dict[str, int], models_now: dict[str, int]) -> GroupReport:
+    record = {"first": "0", "pivoted": "[]"}
+    return GroupReport("cmp-g", record, 10, [], [], models, 10 * 3600.0, None, None, models_now)
+
+
+def _step() -> GroupStep:
+    return GroupStep(_Store(), Settings())  # type: ignore[arg-type]
+
+
+def test_a_pivot_is_compared_with_accounts_in_no_group() -> None:
+    """A campaign's own requests to the new model are not "everyone's": group members'
+    traffic stays out of the population, but still tells when a model was first seen."""
+    step = _step()
+    step._members["m1"] = "cmp-g"
+    first = step._count_traffic(
+        {"m1": [_feature("m1", 100.0, "new")], "b1": [_feature("b1", 200.0, "old")]}
+    )
+    assert first == {"new": 100.0, "old": 200.0}
+    assert step._traffic == {0: Counter({"old": 1})}
+
+
+def test_a_move_is_judged_on_the_newest_hour_once_it_holds_enough_requests() -> None:
+    """Moved at the top of the newest hour: 75% of it, diluted to 28% over two hours by the
+    hour before; judged on the hour alone. With too few requests in it, on both hours."""
+    step = _step()
+    step._traffic = {9: Counter({"old": 95, "new": 5})}
+    base = Finding("coordinated_cluster", 0.7, "high", ("10 accounts share evidence",), {})
+    index = IndexReply({}, 100, {"old": 0.0, "new": 9 * 3600.0})
+    moved = _report({"old": 36, "new": 14}, {"old": 5, "new": 15})
+    result = StepResult()
+    step._pivot(moved, "cmp-g", base, index, result, 0.0)
+    [alert] = result.alerts
+    assert alert.type == "model_pivot" and (alert.evidence or {}).get("window_h") == 1
+    assert "75% of its last hour's 20 requests to new" in alert.reasons[0]
+    assert "accounts in no group sent it 5%" in alert.reasons[0]
+    few = _report({"old": 36, "new": 14}, {"old": 2, "new": 8})
+    result = StepResult()
+    step._pivot(few, "cmp-g", base, index, result, 0.0)
+    assert result.alerts == []  # 28% over two hours, an hour of 10 requests: neither is enough

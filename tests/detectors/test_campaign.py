@@ -67,9 +67,10 @@ def test_pivot_to_a_new_model_faster_than_the_population() -> None:
     model, finding = moved
     assert model == "new" and finding.type == "model_pivot" and finding.severity == "high"
     assert (
-        "50% of its last two hours' 100 requests to new, first seen 3.0 h earlier"
+        "50% of its last 2 hours' 100 requests to new, first seen 3.0 h earlier"
         in finding.reasons[0]
     )
+    assert finding.evidence["window_h"] == 2
 
 
 def test_no_pivot_when_everyone_moves_or_the_model_is_old_or_already_reported() -> None:

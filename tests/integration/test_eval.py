@@ -135,10 +135,12 @@ def test_eval_ci_scenario_writes_report_and_meets_floors(tmp_path: Path) -> None
     assert grouping["purity"] >= MIN_PURITY and grouping["adjusted_rand_index"] >= MIN_ARI
     assert any(p["true_campaign"] == "hydra_reseller" for p in report["model_pivots"])
 
-    # The per-account behaviour findings carry their numbers and the anomaly model's view.
+    # The per-account behaviour findings inform (low, behaviour.max_severity) with their
+    # numbers and the anomaly model's view; accounts are flagged as campaign members.
     alerts = [orjson.loads(line) for line in (out / "alerts.jsonl").read_bytes().splitlines()]
     harvest = [a for a in alerts if a["type"] in ("capability_harvest", "reasoning_elicitation")]
-    assert harvest and all(a["severity"] != "low" or a["score"] < 0.5 for a in harvest)
+    assert harvest and all(a["severity"] == "low" for a in harvest)
+    assert any(a["score"] >= 0.5 for a in harvest)  # strong ones among them, still low
     assert all(
         {"profile", "harvest_shape", "population_medians"} <= set(a["evidence"]) for a in harvest
     )

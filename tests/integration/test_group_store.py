@@ -78,6 +78,7 @@ def test_an_account_joins_only_if_it_covers_the_profile(store: GroupStore) -> No
     assert report.members == 2 and sorted(report.joined) == ["a1", "a2"]
     assert sorted(report.pending) == ["a1", "a2"] and report.table is not None
     assert report.profile == profile and report.models == {"m1": 6}
+    assert report.models_now == {"m1": 6}  # the newest hour alone, for a pivot's window
     # Owners registered on the value shards: the next index reports them.
     owners = store.send_index([], list(profile), [], {}, 100.0).result()
     assert {v: s.owner for v, s in owners.values.items()} == dict.fromkeys(profile, "cmp-g1")
