@@ -97,6 +97,33 @@ def synchrony(bands: Sequence[Sequence[str]]) -> float:
     return max(counts.values()) / len(bands) if counts else 0.0
 
 
+MEMBER_INDICATORS = ("young", "limit", "intent")  # those one member can show on its own
+
+
+def shows(
+    member: MemberFacts, held: Sequence[str], population: Population, rules: JudgeRules
+) -> bool:
+    """Whether a member itself shows one of the group's held indicators that a single account
+    can show; a member that shows none shares the group's evidence but not how it is run (a
+    reseller's honest customer on the campaign's egress), and is not flagged with it.
+
+    >>> rules, bg = JudgeRules(), Population(400 * 86400.0, 0.05, 0.01)
+    >>> shows(MemberFacts(100.0, 200.0, 0.0, 40, 0.0, 0.5), ("young", "limit"), bg, rules)
+    True
+    >>> shows(MemberFacts(500 * 86400.0, 501 * 86400.0, 1.0, 40, 0.0, 0.02), ("young", "limit"), bg, rules)
+    False
+    """
+    checks = {
+        "young": bool(member.created)
+        and member.first >= member.created
+        and member.first - member.created <= rules.young_ratio * population.median_age_s,
+        "limit": member.at_limit >= rules.limit_share,
+        "intent": member.harvest >= rules.intent_share,
+    }
+    own = [name for name in held if name in checks]
+    return not own or any(checks[name] for name in own)
+
+
 def judge(
     members: Sequence[MemberFacts],
     population: Population,

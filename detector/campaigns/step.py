@@ -39,6 +39,7 @@ from detector.campaigns.judge import (
     Verdict,
     judge,
     population_of,
+    shows,
     synchrony,
 )
 from detector.campaigns.linking import Campaigns, LinkRules
@@ -78,6 +79,12 @@ def member_facts(state: AccountState) -> list[float]:
         round(means[INDEX["harvest"]], 4),
         round(means[INDEX["at_limit"]], 4),
     ]
+
+
+def member(facts: list[Any]) -> MemberFacts:
+    """A member's facts as ``member_facts`` wrote them (and a group record stores them)."""
+    first, last, created, events, harvest, at_limit = facts[:6]
+    return MemberFacts(first, last, created, int(events), harvest, at_limit)
 
 
 def evidence_of(state: AccountState, timing_events: int) -> frozenset[Value]:
@@ -163,8 +170,7 @@ class Background:
         self._added.move_to_end(account)
         while len(self._added) > self._size:
             self._added.popitem(last=False)
-        first, last, created, events, harvest, at_limit = facts
-        self._facts.append(MemberFacts(first, last, created, int(events), harvest, at_limit))
+        self._facts.append(member(facts))
         self._population = None
 
     @property
@@ -426,7 +432,7 @@ class GroupStep:
             self._drift(r, weights, result)
             if verdict.severity in FLAGGED:
                 campaign = self.campaigns.flagged(r.group, born, r.profile)
-                self._alert(r, campaign, verdict, indexed, result, now)
+                self._alert(r, campaign, verdict, facts, indexed, result, now)
         while len(self._members) > REMEMBERED:
             self._members.popitem(last=False)
         for account, f in facts.items():
@@ -450,11 +456,7 @@ class GroupStep:
 
     def _verdict(self, r: GroupReport, result: StepResult) -> Verdict:
         if r.table is not None and self.background.size >= self.min_background:
-            members = [
-                MemberFacts(f[0], f[1], f[2], int(f[3]), f[4], f[5])
-                for f in r.table.values()
-                if len(f) >= 6
-            ]
+            members = [member(f) for f in r.table.values() if len(f) >= 6]
             bands = [
                 [v for v in f[6] if v.startswith("lock:")] for f in r.table.values() if len(f) > 6
             ]
@@ -465,35 +467,56 @@ class GroupStep:
             verdict = dataclasses.replace(verdict, reasons=(lead, *verdict.reasons))
             result.commands.append(
                 self.store.verdict_command(
-                    r.group, verdict.severity, verdict.score, verdict.reasons
+                    r.group, verdict.severity, verdict.score, verdict.held, verdict.reasons
                 )
             )
             return verdict
         severity = r.record.get("severity") or "low"
+        held = tuple(orjson.loads(r.record["held"])) if r.record.get("held") else ()
         reasons = tuple(orjson.loads(r.record["reasons"])) if r.record.get("reasons") else ()
-        return Verdict(severity, float(r.record.get("score") or 0.0), {}, (), reasons)
+        return Verdict(severity, float(r.record.get("score") or 0.0), {}, held, reasons)
 
     def _alert(
         self,
         r: GroupReport,
         campaign: str,
         verdict: Verdict,
+        facts: Mapping[str, list[float]],
         indexed: IndexReply,
         result: StepResult,
         now: float,
     ) -> None:
         """Alerts for a flagged group, under its campaign's id: its new members, the group
-        when it grew, changed severity or joined a campaign, and a move to a new model."""
+        when it grew, changed severity or joined a campaign, and a move to a new model. Only
+        members that show one of the group's indicators themselves are flagged; the others
+        (a mixed source's honest customers) are counted, and reconsidered as they change."""
         s = self.settings.campaigns
+        population = self.background.population()
+        table = r.table or {}
+
+        def flagged(account: str) -> bool:
+            f = table.get(account) or facts.get(account)
+            return f is not None and shows(member(f), verdict.held, population, self.judge_rules)
+
         first = float(r.record.get("first") or r.latest)
         members = r.members
+        listed = [a for a in sorted(table) if flagged(a)]
+        reasons = verdict.reasons or (f"{members} accounts share evidence as a group",)
+        if r.table is not None and len(listed) < members:
+            reasons = (
+                *reasons,
+                f"{members - len(listed)} of {members} members share the group's evidence but "
+                "show none of its indicators themselves (a mixed source's other customers): "
+                "not flagged",
+            )
         finding = Finding(
             "coordinated_cluster",
             verdict.score,
             verdict.severity,
-            verdict.reasons or (f"{members} accounts share evidence as a group",),
+            reasons,
             {
                 "members": members,
+                "members_flagged": len(listed) if r.table is not None else None,
                 "group": r.group,
                 "campaign_groups": self.campaigns.groups(campaign),
                 "shared_values": shared_values(r.profile or {}, indexed),
@@ -503,7 +526,7 @@ class GroupStep:
                 "last_ts": r.latest,
             },
         )
-        announce = sorted(r.pending)
+        announce = [a for a in sorted(r.pending) if flagged(a)]
         for account in announce:
             result.alerts.append(alerting.member_alert(account, campaign, finding, r.latest, now))
         if announce:
@@ -515,14 +538,13 @@ class GroupStep:
             or r.record.get("campaign", r.group) != campaign
         )
         if changed:
-            listed = sorted(r.table or ())[: self.settings.alerting.max_accounts_listed]
             result.alerts.append(
                 alerting.campaign_alert(
                     campaign,
                     finding,
                     trigger=f"{r.group}:{members}:{verdict.severity}",
-                    accounts=listed,
-                    members=members,
+                    accounts=listed[: self.settings.alerting.max_accounts_listed],
+                    members=len(listed),
                     ts=r.latest,
                     first_seen=first,
                     events=int(float(r.record.get("events") or 0)),
@@ -534,13 +556,14 @@ class GroupStep:
                     r.group, members, verdict.severity, campaign, self.campaigns.created(campaign)
                 )
             )
-        self._pivot(r, campaign, finding, indexed, result, now)
+        self._pivot(r, campaign, finding, listed, indexed, result, now)
 
     def _pivot(
         self,
         r: GroupReport,
         campaign: str,
         base: Finding,
+        listed: list[str],
         indexed: IndexReply,
         result: StepResult,
         now: float,
@@ -575,8 +598,8 @@ class GroupStep:
                 campaign,
                 finding,
                 trigger=model,
-                accounts=sorted(r.table or ())[: self.settings.alerting.max_accounts_listed],
-                members=r.members,
+                accounts=listed[: self.settings.alerting.max_accounts_listed],
+                members=len(listed) if r.table is not None else r.members,
                 ts=r.latest,
                 first_seen=float(r.record.get("first") or r.latest),
                 events=sum(models.values()),

@@ -181,7 +181,12 @@ class GroupStore:
         return Pending(trip, partial(_update_reply, len(shards)))
 
     def verdict_command(
-        self, group: str, severity: str, score: float, reasons: tuple[str, ...]
+        self,
+        group: str,
+        severity: str,
+        score: float,
+        held: tuple[str, ...],
+        reasons: tuple[str, ...],
     ) -> tuple[Any, ...]:
         """Records the group's verdict, for batches in which it is not judged again."""
         return (
@@ -191,6 +196,8 @@ class GroupStore:
             severity,
             "score",
             score,
+            "held",
+            orjson.dumps(list(held)),
             "reasons",
             orjson.dumps(list(reasons)),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from detector.campaigns.judge import Verdict
 from detector.campaigns.step import Background, GroupStep, StepResult
 from detector.config import Settings
 from detector.detectors import Finding
@@ -29,6 +30,12 @@ def test_the_background_counts_an_account_once_an_hour_and_keeps_the_latest() ->
 class _Store:
     def pivoted_command(self, group: str, models: list[str]) -> tuple[str, ...]:
         return ("HSET", group, "pivoted", *models)
+
+    def announced_command(self, group: str, accounts: list[str]) -> tuple[str, ...]:
+        return ("SREM", group, *accounts)
+
+    def alerted_command(self, group: str, *recorded: object) -> tuple[object, ...]:
+        return ("HSET", group, *recorded)
 
 
 def _feature(account: str, ts: float, model: str) -> EventFeatures:
@@ -65,12 +72,38 @@ def test_a_move_is_judged_on_the_newest_hour_once_it_holds_enough_requests() -> 
     index = IndexReply({}, 100, {"old": 0.0, "new": 9 * 3600.0})
     moved = _report({"old": 36, "new": 14}, {"old": 5, "new": 15})
     result = StepResult()
-    step._pivot(moved, "cmp-g", base, index, result, 0.0)
+    step._pivot(moved, "cmp-g", base, [], index, result, 0.0)
     [alert] = result.alerts
     assert alert.type == "model_pivot" and (alert.evidence or {}).get("window_h") == 1
     assert "75% of its last hour's 20 requests to new" in alert.reasons[0]
     assert "accounts in no group sent it 5%" in alert.reasons[0]
     few = _report({"old": 36, "new": 14}, {"old": 2, "new": 8})
     result = StepResult()
-    step._pivot(few, "cmp-g", base, index, result, 0.0)
+    step._pivot(few, "cmp-g", base, [], index, result, 0.0)
     assert result.alerts == []  # 28% over two hours, an hour of 10 requests: neither is enough
+
+
+def test_members_that_show_none_of_the_groups_indicators_are_counted_not_flagged() -> None:
+    """A hydra on a reseller's egress: five fresh accounts running outputs to the limit, and
+    two of the reseller's old customers that cover the same profile."""
+    step = _step()
+    day, now = 86400.0, 1000 * 86400.0
+    for i in range(200):
+        step.background.add(f"bg{i}", [now, now + 1, now - 400 * day, 5, 0.0, 0.0])
+    fresh = [now, now + 60, now - 0.5 * day, 40, 0.1, 0.9]
+    customer = [now, now + 60, now - 700 * day, 40, 0.0, 0.02]
+    table = {**{f"h{i}": fresh for i in range(5)}, "c1": customer, "c2": customer}
+    report = GroupReport(
+        "cmp-g", {"first": str(now)}, 7, [], sorted(table), {}, now + 60, table, {}
+    )
+    verdict = Verdict("high", 0.8, {}, ("young", "limit"), ("7 accounts share evidence",))
+    result = StepResult()
+    step._alert(report, "cmp-g", verdict, {}, IndexReply({}, 100, {}), result, 0.0)
+    members = {a.subject_id for a in result.alerts if a.subject_type == "account"}
+    assert members == {f"h{i}" for i in range(5)}
+    [campaign] = [a for a in result.alerts if a.subject_type == "campaign"]
+    assert campaign.accounts == [f"h{i}" for i in range(5)] and campaign.account_count == 5
+    assert (campaign.evidence or {})["members"] == 7
+    assert any("2 of 7 members" in r for r in campaign.reasons)
+    # The customers stay pending: reconsidered when their behaviour changes.
+    assert ("SREM", "cmp-g", *[f"h{i}" for i in range(5)]) in result.commands
