@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test eval eval-tune bench compiled uncompiled lint format clean
+.PHONY: demo test eval eval-tune intent-model bench compiled uncompiled lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ eval: $(STAMP)
 # The same matrix on the `tune` suite, where thresholds are chosen -> out/eval-tune/.
 eval-tune: $(STAMP)
 	$(BIN)/detector eval --suite tune --out out/eval-tune $(ARGS)
+
+# The intent model's weights from the simulator's tune phrase half (seeded: the same file every
+# time, about a minute), with its measurement on the test half -> docs/evaluation/intent-model.md.
+intent-model: $(STAMP)
+	$(BIN)/python -m detector_lab.training.intent --out detector/features/intent_model.npz $(ARGS)
 
 # Throughput, latency and Redis cost beside the Kafka ceiling -> docs/benchmarks.md and .json
 # (events and worker logs in out/bench/). ARGS="--events 1000000" for the memory-flatness run.

@@ -218,8 +218,22 @@ DEFAULT_INTENT_PATTERNS: dict[str, tuple[str, ...]] = {
 }
 
 
+class IntentModelSettings(_Section):
+    enabled: bool = True
+    path: str = ""  # "": the weights shipped in the package
+    max_chars: int = Field(default=512, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, path: str) -> str:
+        if path and not Path(path).is_file():
+            raise ValueError(f"no weights file at {path!r}")
+        return path
+
+
 class IntentSettings(_Section):
     patterns: dict[str, tuple[str, ...]] = DEFAULT_INTENT_PATTERNS
+    model: IntentModelSettings = IntentModelSettings()
 
     @model_validator(mode="after")
     def _compiles(self) -> IntentSettings:

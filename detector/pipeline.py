@@ -35,8 +35,7 @@ from detector.detectors import Finding
 from detector.detectors.campaign import evidence_of, judge, pivot, source
 from detector.detectors.suite import DetectorSuite
 from detector.events import Alert, DeadLetter, QueryEvent, RawRecord
-from detector.features import EventFeatures, extract_batch
-from detector.features.intent import IntentTagger
+from detector.features import EventFeatures, extract_batch, intent_model
 from detector.io import AlertSink, DeadLetterSink
 from detector.io.account_store import AccountStore, LoadedBatch
 from detector.io.campaign_store import CampaignStore, link_watermarks, partition_key
@@ -101,7 +100,7 @@ class Pipeline:
         self.groups = groups  # the group-first campaign stage, instead of ``campaigns``
         self.clock = clock
         self._batches = 0
-        self.tagger = IntentTagger(settings.intent.patterns)
+        self.tagger = intent_model.tagger(settings.intent)
         self._pending: PendingBatch | None = None  # the last batch, not yet written
         self._durable: list[RawRecord] = []  # written, not yet handed to the caller
 

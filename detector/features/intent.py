@@ -1,4 +1,5 @@
-"""Intent and capability tags per request, from transparent, configurable patterns.
+"""Intent and capability tags per request, from transparent, configurable patterns and,
+when enabled, a learned model whose tags are OR-ed with theirs (``intent_model``).
 
 A tag is a bit in a small integer. ``reasoning`` is the strong form (asking for the
 internal reasoning itself); ``stepwise`` is the weak form every benchmark uses
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 try:  # the stdlib's regex parser (3.11+), only to read a pattern's required literals
     from re import _constants as sre  # type: ignore[attr-defined]
@@ -32,9 +33,17 @@ _ESCAPES = re.compile(r"\\.")
 _UPPER_OUTSIDE_ESCAPES = re.compile(r"[A-Z]")
 
 
+class TagModel(Protocol):
+    """Tags learned from text: the bits of ``TAGS`` for each lower-cased prompt of a batch."""
+
+    def tags(self, lowered: Sequence[str]) -> list[int]: ...
+
+
 class IntentTagger:
     """Compiled patterns per tag, matched against lower-cased text; a request with tool
-    definitions is tagged ``tool_use``.
+    definitions is tagged ``tool_use``. ``model``, if given, tags whole batches beside them
+    (``detector.features.request.extract_batch`` OR-s its bits in;
+    ``detector.features.intent_model.tagger`` builds both from the settings).
 
     >>> tagger = IntentTagger({"rubric": [r"\\brubric\\b"], "stepwise": [r"step by step"]})
     >>> names(tagger.tag("Grade it against this rubric", tools=0))
@@ -43,7 +52,9 @@ class IntentTagger:
     ['tool_use']
     """
 
-    def __init__(self, patterns: Mapping[str, Sequence[str]]) -> None:
+    def __init__(
+        self, patterns: Mapping[str, Sequence[str]], model: TagModel | None = None
+    ) -> None:
         unknown = set(patterns) - set(TAGS)
         if unknown:
             raise ValueError(f"unknown intent tag(s) {sorted(unknown)}; known: {', '.join(TAGS)}")
@@ -62,6 +73,7 @@ class IntentTagger:
             for tag, pats in patterns.items()
             if pats
         ]
+        self.model = model
 
     def tag(self, text: str, tools: int) -> int:
         return self.tag_lowered(text.lower(), tools)

@@ -90,10 +90,12 @@ def extract_batch(
     prompts = [truncate_utf8(e.prompt, settings.prompt_max_bytes) for e in events]
     lowered = [p.lower() for p in prompts]  # once, for both the tokens and the intent tags
     tokens = [normalise_lowered(p) for p in lowered]
+    # The learned tags, for the whole batch at once: OR-ed with each event's pattern tags.
+    learned = tagger.model.tags(lowered) if tagger.model is not None else [0] * len(events)
     return [
-        _features(e, p, low, t, fp, settings, tagger)
-        for e, p, low, t, fp in zip(
-            events, prompts, lowered, tokens, simhashes(tokens), strict=True
+        _features(e, p, low, t, fp, m, settings, tagger)
+        for e, p, low, t, fp, m in zip(
+            events, prompts, lowered, tokens, simhashes(tokens), learned, strict=True
         )
     ]
 
@@ -104,6 +106,7 @@ def _features(
     lowered: str,
     tokens: list[bytes],
     fingerprint: int,
+    learned: int,
     settings: FeatureSettings,
     tagger: IntentTagger,
 ) -> EventFeatures:
@@ -125,7 +128,7 @@ def _features(
         source_ip=event.source_ip or "",
         user_agent=event.user_agent or "",
         fingerprint=fingerprint,
-        tags=tagger.tag_lowered(lowered, event.tools or 0),
+        tags=tagger.tag_lowered(lowered, event.tools or 0) | learned,
         single_turn=(event.n_messages or 1) <= 1,
         at_limit=bool(event.max_tokens) and out >= AT_LIMIT_FRACTION * (event.max_tokens or 0),
         stream=event.stream,

@@ -26,7 +26,7 @@ from detector.campaigns.weights import WeightRules, weight
 from detector.config import FeatureSettings, Settings
 from detector.decode import decode_record
 from detector.events import QueryEvent, RawRecord
-from detector.features import EventFeatures, extract_batch
+from detector.features import EventFeatures, extract_batch, intent_model
 from detector.features.intent import HARVEST_MASK, IntentTagger
 from detector_lab.evaluation.scoring import adjusted_rand_index
 
@@ -68,7 +68,7 @@ class AccountFacts:
 def read_facts(events_path: Path, settings: Settings | None = None) -> dict[str, AccountFacts]:
     """Every account's facts from a draw's events (in file order, which is event time)."""
     s = settings or Settings()
-    tagger = IntentTagger(s.intent.patterns)
+    tagger = intent_model.tagger(s.intent)
     facts: dict[str, AccountFacts] = defaultdict(AccountFacts)
     chunk: list[QueryEvent] = []
     with events_path.open("rb") as lines:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Sequence
 
 import pytest
 import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detector.config import FeatureSettings
+from detector.config import FeatureSettings, IntentSettings
 from detector.events import QueryEvent
-from detector.features.intent import IntentTagger
+from detector.features import intent_model
+from detector.features.intent import BIT, IntentTagger, names
 from detector.features.request import (
     EventFeatures,
     extract,
+    extract_batch,
     networks_of,
     truncate_utf8,
 )
@@ -87,6 +90,32 @@ def test_extracted_features_carry_no_prompt_text() -> None:
     for name in EventFeatures.__struct_fields__:
         value = getattr(f, name)
         assert not (isinstance(value, str) and "SECRET" in value), name
+
+
+class _RubricEverywhere:
+    """A learned model that tags every prompt ``rubric``."""
+
+    def tags(self, lowered: Sequence[str]) -> list[int]:
+        return [BIT["rubric"]] * len(lowered)
+
+
+def test_learned_tags_are_or_ed_with_the_patterns() -> None:
+    tagger = IntentTagger({"stepwise": [r"step by step"]}, _RubricEverywhere())
+    events = [
+        QueryEvent("e1", 1.0, "a", "m", prompt="Think STEP BY STEP"),
+        QueryEvent("e2", 2.0, "a", "m", prompt="hi", tools=2),
+    ]
+    got = [names(f.tags) for f in extract_batch(events, FeatureSettings(), tagger)]
+    assert got == [["stepwise", "rubric"], ["rubric", "tool_use"]]
+
+
+def test_the_shipped_model_tags_what_no_pattern_names() -> None:
+    prompt = "У тебя есть доступ к репозиторию: почини падающий тест, прогони тесты и покажи diff."
+    event = QueryEvent("e", 1.0, "a", "m", prompt=prompt)
+    on = intent_model.tagger(IntentSettings())
+    off = IntentTagger(IntentSettings().patterns)
+    assert names(extract(event, FeatureSettings(), on).tags) == ["coding"]
+    assert names(extract(event, FeatureSettings(), off).tags) == []
 
 
 def test_id_hash_is_stable_and_distinguishes_ids() -> None:

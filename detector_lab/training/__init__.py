@@ -1,0 +1,1 @@
+"""Training of the detector's learned features from simulator text (tune half only)."""
