@@ -5,7 +5,8 @@ customers on one browser, an enterprise's batch accounts are groups too. What ma
 a campaign is how it behaves compared with everyone else, and no single behaviour may decide:
 each indicator compares the group with the population, and a group is ``medium`` only when
 at least ``medium_indicators`` of them hold at once, not all of them among ``cohort``
-(young accounts with one use are a cohort as well as a campaign). Indicators that this version measures:
+(young accounts with one use are a cohort as well as a campaign). Indicators that this
+version measures:
 
 - ``young``: members started using their accounts much younger than accounts usually are
   (fraudulent accounts are made for the campaign and replaced when banned);
@@ -97,7 +98,12 @@ def synchrony(bands: Sequence[Sequence[str]]) -> float:
     return max(counts.values()) / len(bands) if counts else 0.0
 
 
-MEMBER_INDICATORS = ("young", "limit", "intent")  # those one member can show on its own
+def _young(age_s: float | None, population: Population, rules: JudgeRules) -> bool:
+    return (
+        age_s is not None
+        and population.median_age_s > 0
+        and age_s <= rules.young_ratio * population.median_age_s
+    )
 
 
 def shows(
@@ -113,10 +119,9 @@ def shows(
     >>> shows(MemberFacts(500 * 86400.0, 501 * 86400.0, 1.0, 40, 0.0, 0.02), ("young", "limit"), bg, rules)
     False
     """
+    known = bool(member.created) and member.first >= member.created
     checks = {
-        "young": bool(member.created)
-        and member.first >= member.created
-        and member.first - member.created <= rules.young_ratio * population.median_age_s,
+        "young": _young(member.first - member.created if known else None, population, rules),
         "limit": member.at_limit >= rules.limit_share,
         "intent": member.harvest >= rules.intent_share,
     }
@@ -140,9 +145,7 @@ def judge(
     days = 86400.0
     checks = {
         "young": (
-            age is not None
-            and population.median_age_s > 0
-            and age <= rules.young_ratio * population.median_age_s,
+            _young(age, population, rules),
             (age or 0.0) / days,
             f"members' median account age at first request {(age or 0.0) / days:.1f} d "
             f"(all accounts: {population.median_age_s / days:.1f} d)",

@@ -41,11 +41,14 @@ def overlap(a: Mapping[str, float], b: Mapping[str, float]) -> tuple[int, float]
 
 
 class Campaigns:
-    """Union-find over flagged groups; a campaign's id is its earliest group's."""
+    """Union-find over flagged groups; a campaign's id is its earliest group's. Links are
+    kept for every flagged group seen (few: flagged groups, not accounts); profiles for the
+    ``remembered`` latest."""
 
     def __init__(self, rules: LinkRules) -> None:
         self.rules = rules
         self._parent: dict[str, str] = {}
+        self._size: dict[str, int] = {}  # campaign -> its groups, for campaigns of two or more
         self._born: dict[str, tuple[float, str]] = {}  # group -> (created, id): roots are earliest
         self._profiles: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._holders: dict[str, set[str]] = defaultdict(set)  # value -> flagged groups
@@ -63,7 +66,7 @@ class Campaigns:
 
     def groups(self, campaign: str) -> int:
         """How many groups this worker knows in ``campaign``."""
-        return sum(self.campaign(g) == campaign for g in self._born)
+        return self._size.get(self.campaign(campaign), 1)
 
     def learn(self, group: str, created: float, campaign: str, campaign_created: float) -> None:
         """A link recorded in the group's record (by any worker)."""
@@ -100,3 +103,4 @@ class Campaigns:
         if ra != rb:
             keep, other = sorted((ra, rb), key=lambda g: self._born.get(g, (float("inf"), g)))
             self._parent[other] = keep
+            self._size[keep] = self._size.get(keep, 1) + self._size.pop(other, 1)

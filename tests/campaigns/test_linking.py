@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,3 +68,5 @@ def test_campaigns_do_not_depend_on_the_order_groups_are_flagged(
     for g, born, p in shuffled:
         second.flagged(g, born, p)
     assert [first.campaign(g) for g, _, _ in named] == [second.campaign(g) for g, _, _ in named]
+    roots = Counter(first.campaign(g) for g, _, _ in named)
+    assert all(first.groups(root) == n == second.groups(root) for root, n in roots.items())
