@@ -211,16 +211,24 @@ def evaluate(
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
-    # Which true campaign each detected campaign mostly is, for the pivot table.
+    # Which true campaign a pivot alert is about: mostly that of the accounts it lists (the
+    # group that moved: a campaign of several groups may hold several true campaigns), else
+    # the one its campaign mostly is.
     majority: dict[str, Counter[str]] = defaultdict(Counter)
     for account, cid in membership.items():
         majority[cid][labels.get(account, {}).get("group", "unknown")] += 1
+
+    def about(alert: Mapping[str, Any]) -> str | None:
+        listed = Counter(
+            labels.get(a, {}).get("group", "unknown") for a in alert.get("accounts", [])
+        )
+        found = listed or majority[alert["subject_id"]]
+        return found.most_common(1)[0][0] if found else None
+
     pivots = [
         {
             "campaign_id": a["subject_id"],
-            "true_campaign": majority[a["subject_id"]].most_common(1)[0][0]
-            if majority[a["subject_id"]]
-            else None,
+            "true_campaign": about(a),
             "model": a.get("evidence", {}).get("model"),
             "ts": a["ts"],
             "hours_after_release": round((a["ts"] - release_ts) / 3600, 2) if release_ts else None,

@@ -59,6 +59,31 @@ def test_campaign_grouping_purity_and_ari() -> None:
     assert grouping["purity"] == 0.75 and grouping["campaigns"] == 2
 
 
+def test_a_pivot_is_credited_to_the_campaign_of_the_accounts_it_lists() -> None:
+    """A campaign of two groups, mostly hydra: the group that moved is the slow one."""
+    cluster = {
+        "subject_type": "campaign",
+        "subject_id": "c1",
+        "type": "coordinated_cluster",
+        "severity": "high",
+        "ts": 1.0,
+        "score": 0.9,
+        "accounts": ["m1", "m2", "m3"],
+    }
+    moved = {
+        **cluster,
+        "type": "model_pivot",
+        "ts": 3601.0,
+        "accounts": ["m3"],
+        "evidence": {"model": "new"},
+    }
+    unlisted = {**moved, "ts": 7201.0, "accounts": []}
+    pivots = evaluate([cluster, moved, unlisted], LABELS, TIMES, release_ts=1.0).model_pivots
+    assert [(p["true_campaign"], p["hours_after_release"]) for p in pivots] == [
+        ("slow", 1.0), ("hydra", 2.0)
+    ]  # fmt: skip
+
+
 def test_no_campaign_alerts_means_no_grouping_numbers() -> None:
     assert evaluate([], LABELS, TIMES).campaign_grouping is None
 
