@@ -1,4 +1,10 @@
-"""A new account ramping to many times the population's hourly rate."""
+"""A new account ramping to many times the population's hourly rate.
+
+Without the account's creation time (``account_created_ts`` is optional), its age is counted
+from its first event here, and the finding is ``low``: an account first seen lately may be
+years old (a detector started yesterday has seen every account for a day at most), and an
+eval harness or a red team bursting looks exactly like this.
+"""
 
 from __future__ import annotations
 
@@ -69,6 +75,8 @@ class VolumeRule:
         if ratio < s.ratio_medium:
             return None
         severity = "high" if ratio >= s.ratio_high else "medium"
+        if snap.account_age_s is None:
+            severity = "low"
         # 0.5 at the medium threshold, approaching 1 as the ratio grows.
         score = round(1.0 - 0.5 * s.ratio_medium / ratio, 4)
         age_text = f"{age / 3600:.1f} h" if age < 2 * 86400 else f"{age / 86400:.1f} days"

@@ -78,6 +78,8 @@ def test_age_falls_back_to_first_seen() -> None:
     f = rule().evaluate(young, {})
     assert f is not None
     assert "first seen" in f.reasons[1]
+    # First seen is not created: an old account new to this detector informs only.
+    assert f.severity == "low" and f.score > 0.5
     assert rule().evaluate(old, {}) is None
 
 
