@@ -36,13 +36,6 @@ def _store(
 
 
 @pytest.fixture
-def client(redis_settings: Settings):
-    client = redis.Redis.from_url(redis_settings.redis.url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def store(redis_settings: Settings, client: redis.Redis):
     return _store(client, redis_settings), client
 

@@ -20,13 +20,6 @@ FACTS = [100.0, 200.0, 50.0, 7, 0.5, 0.6]
 
 
 @pytest.fixture
-def client(redis_settings: Settings):
-    client = redis.Redis.from_url(redis_settings.redis.url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def store(redis_settings: Settings, client: redis.Redis) -> GroupStore:
     return GroupStore(
         client,
