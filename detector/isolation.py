@@ -5,7 +5,8 @@ The model is Kafka Streams' processing exception handler: one record must never 
 partition. Outages are not failures of a record: ``ServiceUnavailable`` (Redis or the
 broker away) and interrupts pass through, so the caller's retry with backoff keeps the
 batch whole. Halves are processed left before right, so offsets and per-account
-watermarks still advance in order.
+watermarks still advance in order. Redis gives each try the states as they were, and the
+pipeline keeps the shared models from learning an event twice (``Pipeline.process``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,13 @@ Alerts are published before the state write, so a crash between the two re-sends
 same alerts (same ``alert_id``) rather than losing them. Campaign, member and source alerts
 are recorded as sent in that same write, so a crash before it re-sends them too, and the
 link counts a partition's events only once (link watermarks).
+
+The shared models (``DetectorSuite``) learn in memory, event by event, as the batch is
+processed: each event is scored by a model that learned every event before it, whatever the
+batches. A batch that raises is processed again (retried after an outage, or split by
+``detector.isolation``) and Redis gives back its states as they were, but the models cannot
+unlearn: the events they learned in the try that failed are remembered, and processing them
+again evaluates them without learning them twice (``LearnOnce``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
@@ -49,6 +56,8 @@ from detector.state.profile import focus, lockstep_bands
 T = TypeVar("T")
 SUSPECT_TYPES: Final = frozenset({"capability_harvest", "reasoning_elicitation", "volume_spike"})
 FLAG_RANK: Final = 1  # findings of severity medium or above keep the models from learning the point
+Position = tuple[int, int]  # a record's partition and offset
+EventKey = tuple[str, str]  # an event's account and event id, as a snapshot carries them
 
 
 @dataclass
@@ -74,6 +83,24 @@ class BatchResult:
             self.alerts + later.alerts,
             self.conflicts + later.conflicts,
         )
+
+
+class Learner(Protocol):
+    def learn(self, snap: Snapshot, flagged: bool) -> None: ...
+
+
+class LearnOnce:
+    """The suite while records are processed again: their events it learned in a try that
+    failed (``learned``) are evaluated as usual but not learned twice."""
+
+    def __init__(self, suite: DetectorSuite, learned: set[EventKey]) -> None:
+        self.suite = suite
+        self.learned = learned
+
+    def learn(self, snap: Snapshot, flagged: bool) -> None:
+        # Passed on as flagged: the suite learns nothing from a flagged snapshot, and forgets
+        # what evaluating it kept (the anomaly model's features and score).
+        self.suite.learn(snap, flagged or (snap.account_id, snap.event_id) in self.learned)
 
 
 class Pipeline:
@@ -103,17 +130,45 @@ class Pipeline:
         self.tagger = intent_model.tagger(settings.intent)
         self._pending: PendingBatch | None = None  # the last batch, not yet written
         self._durable: list[RawRecord] = []  # written, not yet handed to the caller
+        # Events the models learned in tries that failed, by record: until their records are
+        # processed or rejected, the models do not learn them again.
+        self._taught: dict[Position, EventKey] = {}
+        self._learner: Learner = suite
 
     def process(
         self, records: list[RawRecord], on_durable: Callable[[list[RawRecord]], Any] | None = None
     ) -> BatchResult:
-        """``on_durable`` gets the previous batch's records as soon as their state is written."""
+        """``on_durable`` gets the previous batch's records as soon as their state is written.
+
+        If it raises, the events the models learned meanwhile are remembered: processing these
+        records again (a retry, or a part of them) does not teach the models twice."""
+        self._learner = self._learner_for(records)
+        applied: dict[str, list[EventFeatures]] = defaultdict(list)
+        try:
+            result = self._process(records, on_durable, applied)
+        except BaseException:
+            self._taught.update(
+                ((f.partition, f.offset), (f.account_id, f.event_id))
+                for fs in applied.values()
+                for f in fs
+            )
+            raise
+        self._settled(records)
+        return result
+
+    def _process(
+        self,
+        records: list[RawRecord],
+        on_durable: Callable[[list[RawRecord]], Any] | None,
+        applied: dict[str, list[EventFeatures]],
+    ) -> BatchResult:
+        """The stages; ``applied`` gets each account's events, in order, as they are learned."""
         started = time.perf_counter()
         result = BatchResult(consumed=len(records))
         events, dead = decode_batch(records, self.clock() + self.settings.features.max_future_s)
         result.invalid = len(dead)
         loaded, feats = self._load(events, result, on_durable)
-        applied, suspicion = self._apply(feats, loaded, result)
+        suspicion = self._apply(feats, loaded, result, applied)
         alerts, commands = self._link(records, applied, loaded, suspicion)
         result.alerts.extend(alerts)
         # Sent only once nothing can fail: a batch processed again sends them again.
@@ -134,12 +189,14 @@ class Pipeline:
             DeadLetter("processing_error", f"{name} while processing", r, error=name)
             for r in records
         ]
-        pending = self._pending or PendingBatch(None, [])
+        # Kept before delivering: if that fails, the retry finds these records and their dead
+        # letters in the batch, and delivers them without sending them again.
+        pending = self._pending = self._pending or PendingBatch(None, [])
         pending.join(records, dead, self.outputs)
         pending.deliver(self.outputs)
-        self._pending = pending
         if pending.write is None:
             self._written([], BatchResult())
+        self._settled(records)
         result = BatchResult(consumed=len(records), invalid=len(records))
         result.durable, self._durable = self._durable, []
         self.metrics.events_consumed.inc(len(records))
@@ -196,11 +253,15 @@ class Pipeline:
         return loaded, feats
 
     def _apply(
-        self, feats: list[EventFeatures], loaded: LoadedBatch, result: BatchResult
-    ) -> tuple[dict[str, list[EventFeatures]], dict[str, float]]:
+        self,
+        feats: list[EventFeatures],
+        loaded: LoadedBatch,
+        result: BatchResult,
+        applied: dict[str, list[EventFeatures]],
+    ) -> dict[str, float]:
         """Each event into its account's state, then the detectors; per account, the events
-        applied and how suspect it looks (its highest finding score)."""
-        applied: dict[str, list[EventFeatures]] = defaultdict(list)
+        applied (into ``applied``, each before the models learn it) and how suspect it looks
+        (its highest finding score)."""
         suspicion: dict[str, float] = defaultdict(float)
         for feat in feats:
             state = loaded.states[feat.account_id]
@@ -214,7 +275,7 @@ class Pipeline:
             alerts, score = self._decide(state, snap)
             result.alerts.extend(alerts)
             suspicion[feat.account_id] = max(suspicion[feat.account_id], score)
-        return applied, suspicion
+        return suspicion
 
     def _link(
         self,
@@ -243,6 +304,21 @@ class Pipeline:
         last_ts = {link.account_id: link.ts for link in links}
         return campaign_alerts(linked, last_ts, self.campaigns, self.settings, self.clock())
 
+    def _learner_for(self, records: list[RawRecord]) -> Learner:
+        """The suite, or while some of ``records`` were learned in a try that failed, the suite
+        learning only the others."""
+        if not self._taught:  # the batch is processed for the first time: most batches
+            return self.suite
+        taught = self._taught
+        positions = ((r.partition, r.offset) for r in records)
+        return LearnOnce(self.suite, {taught[p] for p in positions if p in taught})
+
+    def _settled(self, records: list[RawRecord]) -> None:
+        """``records`` are processed or rejected: they will not be processed again."""
+        if self._taught:
+            for r in records:
+                self._taught.pop((r.partition, r.offset), None)
+
     def _written(self, conflicts: list[str], result: BatchResult) -> None:
         """The pending batch's state is written: its records are durable."""
         assert self._pending is not None
@@ -256,7 +332,7 @@ class Pipeline:
         if "anomaly" in context:
             self.metrics.anomaly_score.observe(context["anomaly"]["score"])
         if not findings:  # most events
-            self.suite.learn(snap, flagged=False)
+            self._learner.learn(snap, flagged=False)
             return [], 0.0
         out = []
         cooldown_s = self.settings.alerting.cooldown_s
@@ -264,7 +340,7 @@ class Pipeline:
             if alerting.should_emit(state, finding, snap.ts, cooldown_s):
                 alerting.start_cooldown(state, finding, snap.ts)
                 out.append(alerting.account_alert(snap, finding, context, self.clock()))
-        self.suite.learn(snap, flagged=any(f.rank >= FLAG_RANK for f in findings))
+        self._learner.learn(snap, flagged=any(f.rank >= FLAG_RANK for f in findings))
         # A template alone is what batch jobs do; intent or volume make an account a suspect.
         suspicion = max((f.score for f in findings if f.type in SUSPECT_TYPES), default=0.0)
         return out, suspicion

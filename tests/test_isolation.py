@@ -7,11 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from detector.config import Settings
+from detector.detectors.suite import DetectorSuite
 from detector.errors import RedisUnavailable
 from detector.events import RawRecord
 from detector.isolation import TRIES, process_isolating
 from detector.metrics import Metrics
-from detector.pipeline import BatchResult
+from detector.pipeline import BatchResult, LearnOnce
+from detector.state.account import Distinct, Snapshot
 
 
 class Poisoned(Exception):
@@ -105,3 +108,23 @@ def test_a_stop_while_isolating_stops_at_once() -> None:
 
     assert process_isolating(_records(4), stopping, Recorder(set()).reject, _metrics()) is None
     assert calls == [4, 4, 2, 2, 1]  # the right halves were never tried
+
+
+def _snapshot(events: int) -> Snapshot:
+    return Snapshot(
+        "a", f"e{events}", 1e9 + events, events, 1e9, None, (1.0,) * 3, (10.0,) * 3, 1.0,
+        Distinct(1, 1, 1), None, False,
+    )  # fmt: skip
+
+
+def test_the_models_do_not_learn_again_what_a_try_that_failed_taught_them() -> None:
+    suite = DetectorSuite(Settings().with_overrides(anomaly={"every_events": 2}))
+    once = LearnOnce(suite, {("a", "e2")})
+    for events in (2, 3):  # the anomaly model scores the account's 2nd event, not its 3rd
+        suite.evaluate(_snapshot(events))
+        once.learn(_snapshot(events), flagged=False)
+    # Neither e2 again, nor e2's features when e3 is learned.
+    assert suite.anomaly.learned == 0
+    suite.evaluate(_snapshot(4))
+    once.learn(_snapshot(4), flagged=False)
+    assert suite.anomaly.learned == 1

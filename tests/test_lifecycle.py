@@ -69,3 +69,33 @@ def test_records_set_aside_join_the_batch_and_need_delivering() -> None:
         pending.written()  # never before its dead letters are acknowledged
     pending.deliver((alerts, letters))
     assert [r.offset for r in pending.written()] == [1, 2]
+
+
+def test_a_failed_delivery_sends_again_only_what_its_sink_dropped() -> None:
+    alerts, letters = Sink(), Sink()
+    pending = PendingBatch.sent(None, [], ["a1"], [_letter(3)], (alerts, letters))  # type: ignore[list-item]
+    alerts.fail = True  # the dead letters' sink is not flushed: it still holds them
+    with pytest.raises(KafkaUnavailable):
+        pending.deliver((alerts, letters))
+    alerts.fail, letters.fail = False, True  # the alerts are delivered, the dead letters dropped
+    with pytest.raises(KafkaUnavailable):
+        pending.deliver((alerts, letters))
+    letters.fail = False
+    pending.deliver((alerts, letters))
+    assert alerts.sent == ["a1"] and letters.sent == [_letter(3)]
+    assert pending.status is Status.DELIVERED
+
+
+def test_records_joined_again_after_a_failed_delivery_are_sent_once() -> None:
+    alerts, letters = Sink(), Sink()
+    pending = PendingBatch.sent(None, [_record(1)], [], [], (alerts, letters))
+    letters.fail = True
+    pending.join([_record(2)], [_letter(2)], (alerts, letters))
+    with pytest.raises(KafkaUnavailable):
+        pending.deliver((alerts, letters))
+    letters.fail = False
+    pending.join([_record(2)], [_letter(2)], (alerts, letters))  # the reject, retried
+    pending.join([_record(3)], [_letter(3)], (alerts, letters))  # held until the next deliver
+    pending.deliver((alerts, letters))
+    assert letters.sent == [_letter(2), _letter(3)]
+    assert [r.offset for r in pending.written()] == [1, 2, 3]
