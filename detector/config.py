@@ -306,6 +306,12 @@ class AnomalySettings(_Section):
 EVIDENCE_KINDS = ("bill", "cfp", "net", "asnua", "tpl", "lock", "born", "range")
 
 
+# The group stage's kinds of evidence (``campaigns.evidence.FAMILY``, bound by a test).
+GroupEvidenceKind = Literal[
+    "net", "asnua", "cfp", "habit", "bill", "sys", "open", "tpl", "lock", "born", "young", "bhv"
+]
+
+
 class GroupSettings(_Section):
     """The group-first campaign stage (``campaigns.stage: groups``): ``detector.campaigns``."""
 
@@ -317,6 +323,8 @@ class GroupSettings(_Section):
     cap_min: int = Field(default=50, ge=10)
     min_df: int = Field(default=3, ge=2)
     ramp_df: int = Field(default=5, ge=2)
+    # How much sharing a value of each kind says about one operator; kinds left out weigh 1.
+    kind_weights: dict[GroupEvidenceKind, float] = {}
     min_members: int = Field(default=3, ge=2)
     rho: float = Field(default=0.6, gt=0.5, le=1)
     value_cap: float = Field(default=0.5, gt=0, le=0.5)
@@ -354,6 +362,8 @@ class GroupSettings(_Section):
             )
         if self.high_indicators < self.medium_indicators:
             raise ValueError("high_indicators must be at least medium_indicators")
+        if any(not 0.0 <= w <= 1.0 for w in self.kind_weights.values()):
+            raise ValueError("kind_weights values must be between 0 and 1")
         return self
 
 

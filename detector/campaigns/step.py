@@ -30,7 +30,15 @@ import orjson
 import xxhash
 
 from detector import alerting
-from detector.campaigns.evidence import KIND_NAMES, Value, behaviour_value, fold, parse, summary
+from detector.campaigns.evidence import (
+    FAMILY,
+    KIND_NAMES,
+    Value,
+    behaviour_value,
+    fold,
+    parse,
+    summary,
+)
 from detector.campaigns.grouping import Group, GroupRules, form, profile_of
 from detector.campaigns.judge import (
     JudgeRules,
@@ -198,7 +206,12 @@ class GroupStep:
         self.settings = settings
         self.clock = clock
         self.weight_rules = WeightRules(
-            min_df=s.min_df, ramp_df=s.ramp_df, cap=s.cap, cap_share=s.cap_share, cap_min=s.cap_min
+            min_df=s.min_df,
+            ramp_df=s.ramp_df,
+            cap=s.cap,
+            cap_share=s.cap_share,
+            cap_min=s.cap_min,
+            kind_weight=dict.fromkeys(FAMILY, 1.0) | s.kind_weights,
         )
         self.group_rules = GroupRules(
             rho=s.rho,

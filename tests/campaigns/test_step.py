@@ -4,11 +4,16 @@ model is measured."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import get_args
 
+import pytest
+
+from detector.campaigns.evidence import FAMILY
 from detector.campaigns.judge import Verdict
 from detector.campaigns.step import Background, GroupStep, StepResult
-from detector.config import Settings
+from detector.config import GroupEvidenceKind, Settings, build_settings
 from detector.detectors import Finding
+from detector.errors import ConfigError
 from detector.features import EventFeatures
 from detector.io.group_store import GroupReport, IndexReply
 
@@ -107,3 +112,15 @@ def test_members_that_show_none_of_the_groups_indicators_are_counted_not_flagged
     assert any("2 of 7 members" in r for r in campaign.reasons)
     # The customers stay pending: reconsidered when their behaviour changes.
     assert ("SREM", "cmp-g", *[f"h{i}" for i in range(5)]) in result.commands
+
+
+def test_kind_weights_reach_the_value_weights_and_name_only_known_kinds() -> None:
+    assert set(get_args(GroupEvidenceKind)) == set(FAMILY)
+    settings = build_settings({"campaigns": {"groups": {"kind_weights": {"bhv": 0.25}}}})
+    rules = GroupStep(None, settings).weight_rules  # type: ignore[arg-type]
+    assert rules.kind_weight["bhv"] == 0.25
+    assert rules.kind_weight["bill"] == 1.0
+    with pytest.raises(ConfigError, match="kind_weights"):
+        build_settings({"campaigns": {"groups": {"kind_weights": {"ip": 0.5}}}})
+    with pytest.raises(ConfigError, match="kind_weights"):
+        build_settings({"campaigns": {"groups": {"kind_weights": {"bhv": 2.0}}}})
