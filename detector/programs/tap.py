@@ -21,8 +21,10 @@ the detector drops events whose ``event_id`` it has already counted. While deliv
 requests are refused at once (:class:`Gate`), all but one at a time that finds out whether
 the broker is back. A producer that kafka-python holds in a fatal state (an idempotent
 producer whose id a restarted broker no longer knows, say) is replaced; while it cannot be,
-``/healthz`` reports unhealthy so that the orchestrator restarts the tap. Prompt text is never
-logged, and refusals name the field and rule, never the value.
+``/healthz`` reports unhealthy so that the orchestrator restarts the tap. A broker that lost
+its state lost its topics too: with ``kafka.create_topics``, the tap creates those missing
+again as at start-up (:meth:`Tap.maintain`). Prompt text is never logged, and refusals name
+the field and rule, never the value.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 
@@ -60,6 +63,7 @@ REBUILD_BACKOFF_MAX_S = 30.0  # a producer that cannot be rebuilt is tried again
 # Replacements that failed in a row without delivering anything: the broker refuses every
 # producer (authorisation, say), and a restart is the remedy left.
 REBUILDS_UNDELIVERED_MAX = 3
+TOPICS_BACKOFF_MAX_S = 30.0  # and missing topics that cannot be created, at most this often
 _FORCE_CLOSE_S = 5.0  # wait for kafka-python's I/O thread to fail the pending records
 
 
@@ -367,12 +371,14 @@ class Tap:
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
         rebuild: Callable[[], KafkaProducer] | None = None,
+        create_topics: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.topic = kafka.input_topic
         self.max_future_s = max_future_s
         self.producer = producer
         self.rebuild = rebuild
+        self.create_topics = create_topics  # those missing, as at start-up (kafka.create_topics)
         self.clock = clock
         self.buffer = Buffer(settings.buffer_max_events, settings.buffer_max_bytes)
         self.metrics = TapMetrics(registry, self.buffer)
@@ -382,6 +388,10 @@ class Tap:
         self._rebuild_failures = 0  # attempts in a row that raised, for the backoff
         self._last_rebuild_s = 0.0
         self._rebuilds_since_delivery = 0
+        # The broker may not know the topic: a send found none, or a producer failed for good.
+        self.topics_in_doubt = False
+        self._topics_failures = 0  # attempts in a row to create them that raised, for the backoff
+        self._last_topics_s = 0.0
 
     @property
     def healthy(self) -> bool:
@@ -477,7 +487,11 @@ class Tap:
             # other error too: the request must get an answer, and its buffer room back.
             unsent = accepted[sent:]
             self.buffer.release(len(unsent), sum(len(v) for _, v in unsent))
-            reason = "no answer" if isinstance(exc, KafkaTimeoutError) else type(exc).__name__
+            reason = type(exc).__name__
+            if isinstance(exc, KafkaTimeoutError):
+                # No partitions for the topic within tap.send_timeout_ms: the broker is away,
+                # or it does not know the topic (lost with its state, say).
+                reason, self.topics_in_doubt = "no answer", True
             self._not_delivering(reason)
             return self._unavailable(len(accepted), reason)
         if acks.wait(self.settings.ack_timeout_ms / 1000):
@@ -516,21 +530,53 @@ class Tap:
             log.warning("kafka not delivering to %s (%s): answering 503", self.topic, reason)
 
     def maintain(self) -> None:
-        """Replace a producer that can deliver nothing more.
+        """Replace a producer that can deliver nothing more, and create the topics a broker
+        that lost its state no longer has.
 
-        Called by the tick loop, never by a request: building a producer waits for a broker
-        for up to tap.send_timeout_ms. Requests are refused with 503 meanwhile; the old
-        producer's pending events fail, so the requests waiting on them are answered 503.
+        Called by the tick loop, never by a request: building a producer or an admin client
+        waits for a broker for up to tap.send_timeout_ms. Requests are refused with 503
+        meanwhile; the old producer's pending events fail, so the requests waiting on them
+        are answered 503.
         """
-        producer = self.producer
-        if self.stopping or (producer is not None and producer_failure(producer) is None):
+        if self.stopping:
             return
-        if producer is not None:
-            log.error(
-                "kafka producer failed for good (%s): rebuilding it", producer_failure(producer)
-            )
+        producer = self.producer
+        failure = None if producer is None else producer_failure(producer)
+        if producer is not None and failure:
+            log.error("kafka producer failed for good (%s): rebuilding it", failure)
             self.producer = None
+            # A broker answered that it lost its state, its topics with it: check them now.
+            self.topics_in_doubt, self._topics_failures = True, 0
             close_producer(producer, 0)
+        if self.topics_in_doubt:
+            self._create_missing_topics()  # first: the new producer's first send finds them
+        if self.producer is None:
+            self._rebuild()
+
+    def _create_missing_topics(self) -> None:
+        """The topics the broker does not know, created as at start-up (``kafka.create_topics``,
+        with ``kafka.topic_partitions``). A broker that creates the topics it is asked about
+        (Kafka's ``auto.create.topics.enable``, Tansu) may have been first, with its own
+        partition count: kafka-python 3.0's producer always asks it to."""
+        if self.create_topics is None:
+            self.topics_in_doubt = False
+            return
+        now = time.monotonic()
+        backoff_s = min(TOPICS_BACKOFF_MAX_S, 2.0**self._topics_failures)
+        if self._topics_failures and now - self._last_topics_s < backoff_s:
+            return
+        self._last_topics_s = now
+        try:
+            self.create_topics()
+        except Exception as exc:  # the broker is away, most likely: tried again later
+            self._topics_failures += 1
+            log.warning("cannot check the kafka topics, trying again: %s", exc)
+            return
+        self._topics_failures = 0
+        self.topics_in_doubt = False
+        log.info("kafka topics checked; those missing were created")
+
+    def _rebuild(self) -> None:
         if self.rebuild is None:
             self.rebuild_failed = True
             return
@@ -682,10 +728,12 @@ def run_tap(
     health_server = HealthServer(
         settings.metrics.host, settings.metrics.port, registry, health
     ).start()
-    # A rebuild runs on the tick loop: it waits for a broker as long as a send would.
+    # Rebuilds, and topics created again, run on the tick loop: they wait for a broker as
+    # long as a send would.
     rebuild_kafka = settings.kafka.model_copy(
         update={"bootstrap_timeout_ms": settings.tap.send_timeout_ms}
     )
+    create = settings.kafka.create_topics  # at start-up, and again if the broker lost them
     tap = Tap(
         settings.kafka,
         settings.tap,
@@ -693,12 +741,13 @@ def run_tap(
         None,
         registry,
         rebuild=lambda: make_tap_producer(rebuild_kafka, settings.tap),
+        create_topics=partial(ensure_topics, rebuild_kafka) if create else None,
     )
     server = None
     try:
         # Bound before Kafka is reached: a port in use fails at once, with no client to stop.
         server = TapServer(settings.tap.host, settings.tap.port, tap)
-        if settings.kafka.create_topics:
+        if create:
             ensure_topics(settings.kafka)
         tap.producer = make_tap_producer(settings.kafka, settings.tap)
         server.start()

@@ -4,6 +4,10 @@ Both runs consume the same topic (one partition, so the shared models see the ev
 in one order) as separate consumer groups with separate key prefixes and alert topics.
 The model checkpoint is written with every batch's state, which is what makes even the
 anomaly model's alerts identical after a crash (see README, "Guarantees").
+
+The workers' warnings go to ``workers.log`` in the test's directory (or to ``$WORKER_LOG``):
+a batch retried after an error (Redis or Kafka away, or an exception) teaches the shared
+models its events again, so a failure names how many batches were retried.
 """
 
 from __future__ import annotations
@@ -112,9 +116,19 @@ def _account_alerts(alerts: list[dict[str, Any]]) -> set[tuple[str, str, str, st
     }
 
 
+def _retried(log: Path) -> str:
+    """How many batch retries the workers logged, for a failure's message."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    # Retries after an outage (detector.service), and of a batch that raised (isolation).
+    retries = text.count("; retrying in ") + text.count(" (try 1 of ")
+    return f"{retries} retried batches in {log}"
+
+
 def test_sigkill_at_random_points_ends_like_an_uninterrupted_run(
-    service_settings: Settings, tmp_path: Path
+    service_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    log = Path(os.environ.get("WORKER_LOG") or tmp_path / "workers.log")
+    monkeypatch.setenv("WORKER_LOG", str(log))
     settings = service_settings.with_overrides(
         kafka={"topic_partitions": 1, "poll_max_records": 250},
         anomaly={"checkpoint_every_batches": 1},
@@ -128,11 +142,11 @@ def test_sigkill_at_random_points_ends_like_an_uninterrupted_run(
 
     whole_state = _account_state(settings, "whole")
     assert len(whole_state) > 100
-    assert _account_state(settings, "crashed") == whole_state, f"seed {SEED}"
+    assert _account_state(settings, "crashed") == whole_state, f"seed {SEED}, {_retried(log)}"
 
     expected = _account_alerts(reference)
     assert {t for _, _, t, _ in expected} >= {"capability_harvest", "anomaly"}
-    assert _account_alerts(crashed) == expected, f"seed {SEED}"
+    assert _account_alerts(crashed) == expected, f"seed {SEED}, {_retried(log)}"
 
     # Groups are seeded when a value's holders cross a count, so where batches began decides
     # a little of who is seeded with whom, and a restarted worker rebuilds its background:

@@ -4,7 +4,11 @@ Clients post events all along (and retry what is refused, as the tap asks). The 
 frozen and thawed (a hung host: its state survives), then killed and started again. The
 embedded broker keeps everything in memory, so it comes back empty: the tap's idempotent
 producer id is unknown to it, which leaves kafka-python's producer in its fatal state for
-good, and the tap must replace it. At the end, every event answered 202 must be on the topic.
+good, and the tap must replace it; and its topics are gone, which the tap must create again
+(nobody else does here). At the end, every event answered 202 must be on the topic.
+
+The figures (events posted, acknowledged, refused and on the topic, by phase) are printed
+with ``pytest -s`` and written to ``tap-outage-figures.json`` in the test's directory.
 
 The restarted broker has also lost what it had acknowledged before the kill, which is the
 broker's durability, not the tap's. So the events acknowledged before the kill are read from
@@ -15,19 +19,26 @@ the clients go on at once. The freeze has no such pause: requests hang mid-fligh
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from detector.config import Settings
 from detector.embedded import EmbeddedKafka, free_port
+from detector.errors import KafkaUnavailable
 from detector.health import HealthServer
 from detector.io.kafka import ensure_topics
+from detector.programs import tap as tap_module
 from detector.programs.tap import (
     Tap,
     TapHealth,
@@ -36,7 +47,7 @@ from detector.programs.tap import (
     producer_failure,
 )
 from tests.integration.helpers import TopicReader, wait_until
-from tests.integration.test_tap import RunningTap, _event, _lines
+from tests.integration.test_tap import NDJSON, RunningTap, _event, _lines
 from tests.tools import http_get
 
 pytestmark = pytest.mark.integration
@@ -139,8 +150,21 @@ def broker() -> Any:
     server.stop()
 
 
+def topic_partitions(broker: EmbeddedKafka) -> dict[str, int]:
+    """The broker's topics and their partition counts. Only those listed are described:
+    Tansu creates any topic a client asks about."""
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    try:
+        names = admin.list_topics()
+        return (
+            {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)} if names else {}
+        )
+    finally:
+        admin.close()
+
+
 def test_nothing_acknowledged_is_lost_across_a_freeze_and_a_restart(
-    service_settings: Settings, broker: EmbeddedKafka
+    service_settings: Settings, broker: EmbeddedKafka, tmp_path: Path
 ) -> None:
     settings = service_settings.with_overrides(
         kafka={"bootstrap_servers": broker.bootstrap_servers},
@@ -179,8 +203,7 @@ def test_nothing_acknowledged_is_lost_across_a_freeze_and_a_restart(
             load.release()
             wait_until(lambda: load.count(503, "killed") >= 10, 30, "refusals while killed")
 
-            broker.start()  # same port, empty
-            ensure_topics(settings.kafka)  # as an operator would: the topic died with it
+            broker.start()  # same port, empty: no topic, the tap creates them again
             load.phase = "restarted"
             wait_until(lambda: len(load.acked("restarted")) >= 300, 45, "acknowledgements after")
             probes = f"http://127.0.0.1:{tap.ports[0][1]}"
@@ -189,6 +212,15 @@ def test_nothing_acknowledged_is_lost_across_a_freeze_and_a_restart(
             wait_until(lambda: http_get(f"{probes}/readyz")[0] == 200, 10, "ready again")
         finally:
             load.stop()
+    # Before a reader asks for the input topic (and Tansu creates it). The alerts and
+    # dead-letter topics are not the tap's to write: only its own check made them again.
+    # The input topic was asked for by the producer, and Tansu may have created it first.
+    topics = topic_partitions(broker)
+    k = settings.kafka
+    assert {
+        k.alerts_topic: k.topic_partitions,
+        k.dlq_topic: k.topic_partitions,
+    }.items() <= topics.items()
     after = TopicReader(settings, topic)
     on_topic_after = after.read_to_end(30, "the topic after the restart")
     after.close()
@@ -207,22 +239,41 @@ def test_nothing_acknowledged_is_lost_across_a_freeze_and_a_restart(
     # producer was replaced (a kafka-python that hid its state would fail here).
     assert load.count(503, "frozen") and load.count(503, "killed")
     assert tap.metric("detector_tap_producer_rebuilds_total") >= 1
-    figures = {
+    figures = outage_figures(load, on_topic, ids_of(before.messages) + ids_of(on_topic_after))
+    figures["input_topic_partitions_after"] = topics.get(topic, 0)
+    figures["rebuilds"] = tap.metric("detector_tap_producer_rebuilds_total")
+    report = tmp_path / "tap-outage-figures.json"
+    report.write_text(json.dumps(figures, indent=1))
+    print(f"\ntap outage figures ({report}):\n{json.dumps(figures, indent=1)}")
+
+
+def outage_figures(load: Load, on_topic: set[str], records: list[str]) -> dict[str, Any]:
+    """Per phase: requests answered in it by status, the events of the requests answered 202
+    and 503 (a retried event counts once per answer) and how many of those acknowledged are
+    on the topic; then the totals. ``records``: the event id of every record read."""
+    phases: dict[str, Any] = {}
+    for phase in ("warm", "frozen", "thawed", "killed", "restarted"):
+        answers = [(s, ids) for p, s, ids in load.answers if p == phase]
+        acked = load.acked(phase)
+        phases[phase] = {
+            "requests": dict(sorted(Counter(str(s) for s, _ in answers).items())),
+            "events_posted": len({i for _, ids in answers for i in ids}),
+            "events_acknowledged": len(acked),
+            "events_refused_503": sum(len(ids) for s, ids in answers if s == 503),
+            "events_refused_429": sum(len(ids) for s, ids in answers if s == 429),
+            "acknowledged_on_topic": len(acked & on_topic),
+        }
+    acked = load.acked()
+    return {
+        "phases": phases,
         "posted": len(load.posted),
-        "acknowledged": len(load.acked()),
+        "acknowledged": len(acked),
+        "acknowledged_on_topic": len(acked & on_topic),
+        "never_acknowledged": len(load.posted - acked),  # refused, still retrying at the end
+        "refused_but_on_topic": len((load.posted - acked) & on_topic),
         "on_topic": len(on_topic),
-        "requests": len(load.answers),
-        "requests_202": load.count(202),
-        "requests_503": load.count(503),
-        "requests_429": load.count(429),
-        "refused_503_frozen": load.count(503, "frozen"),
-        "refused_503_killed": load.count(503, "killed"),
-        "duplicates_on_topic": sum(
-            n - 1 for n in Counter(ids_of(before.messages) + ids_of(on_topic_after)).values()
-        ),
-        "rebuilds": tap.metric("detector_tap_producer_rebuilds_total"),
+        "duplicate_records_on_topic": len(records) - len(set(records)),
     }
-    print(f"\ntap outage figures: {figures}")
 
 
 def ids_of(messages: list[Any]) -> list[str]:
@@ -231,6 +282,66 @@ def ids_of(messages: list[Any]) -> list[str]:
 
 def event_ids(messages: list[Any]) -> set[str]:
     return set(ids_of(messages))
+
+
+class NoTopicProducer:
+    """kafka-python's producer when the broker does not know the topic and does not create
+    the topics it is asked about (``auto.create.topics.enable=false``; Tansu always does):
+    ``send`` waits tap.send_timeout_ms for the topic's partitions, then raises this."""
+
+    _closed = False
+
+    def send(self, topic: str, key: bytes, value: bytes) -> None:
+        raise KafkaTimeoutError("Failed to update metadata after 1.0 secs.")
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+def test_topics_the_broker_does_not_know_are_created_as_at_start_up(
+    service_settings: Settings, broker: EmbeddedKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = service_settings.with_overrides(
+        kafka={"bootstrap_servers": broker.bootstrap_servers}
+    )
+    k = settings.kafka
+    body = _lines([_event(1)])
+
+    def tap(create_topics: Callable[[], None] | None) -> Tap:
+        producer: Any = NoTopicProducer()
+        return Tap(
+            k, settings.tap, settings.features.max_future_s, producer, CollectorRegistry(),
+            create_topics=create_topics,
+        )  # fmt: skip
+
+    without = tap(None)  # kafka.create_topics false: the topics are the operator's
+    assert without.submit(NDJSON, body).status == 503
+    without.maintain()
+    assert topic_partitions(broker) == {}
+
+    attempts: list[int] = []
+
+    def create() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise KafkaUnavailable("no Kafka broker answers")  # the first attempt, say
+        ensure_topics(k)
+
+    creating = tap(create)
+    creating.maintain()  # nothing in doubt yet: no admin client every second
+    assert not attempts
+    reply = creating.submit(NDJSON, body)
+    assert reply.status == 503 and "no answer" in reply.body["error"]
+    creating.maintain()
+    creating.maintain()
+    assert len(attempts) == 1 and topic_partitions(broker) == {}  # backing off
+    monkeypatch.setattr(tap_module, "TOPICS_BACKOFF_MAX_S", 0.0)
+    creating.maintain()
+    assert topic_partitions(broker) == dict.fromkeys(
+        (k.input_topic, k.alerts_topic, k.dlq_topic), k.topic_partitions
+    )
+    creating.maintain()
+    assert len(attempts) == 2  # not again until a send finds no topic again
 
 
 def test_a_producer_that_cannot_be_rebuilt_makes_the_tap_unhealthy(
