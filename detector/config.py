@@ -341,10 +341,14 @@ class GroupSettings(_Section):
     limit_ratio: float = Field(default=4.0, ge=1)
     intent_share: float = Field(default=0.3, gt=0, le=1)
     intent_ratio: float = Field(default=2.0, ge=1)
+    long_ratio: float = Field(default=4.0, ge=1)
     sync_share: float = Field(default=0.3, gt=0, le=1)
     sync_members: int = Field(default=10, ge=2)
     medium_indicators: int = Field(default=2, ge=1)
-    cohort_indicators: list[Literal["young", "limit", "intent", "sync"]] = ["young", "intent"]
+    cohort_indicators: list[Literal["young", "limit", "long", "intent", "sync"]] = [
+        "young",
+        "intent",
+    ]
     high_indicators: int = Field(default=3, ge=1)
     high_members: int = Field(default=10, ge=2)
     critical_members: int = Field(default=30, ge=2)

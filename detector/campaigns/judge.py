@@ -14,6 +14,9 @@ version measures:
   the last token), far more than the population's;
 - ``intent``: a large share of members' requests carry a harvesting intent, far more than the
   population's;
+- ``long``: members' outputs are many times longer than accounts' usually are (distillation
+  wants long completions). It says what ``limit`` says without needing ``max_tokens``, which
+  many logs lack, so the two count as one indicator;
 - ``sync``: a large share of members are active in the same 10-second buckets (one
   scheduler drives them: CopyCatch's lockstep), in a group of ``sync_members`` or more: an
   app backend's few accounts, or a handful of release-day sign-ups, are in step too.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -37,6 +40,7 @@ class MemberFacts(NamedTuple):
     events: int
     harvest: float  # share of its requests with a harvesting intent
     at_limit: float  # share of its requests whose output ran to max_tokens
+    output: float = 0.0  # geometric mean of its output tokens; 0 when unknown
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Population:
     median_age_s: float  # age at first request; 0 when unknown
     harvest: float  # median share over accounts
     at_limit: float
+    output: float = 0.0  # median of accounts' output geometric means
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class JudgeRules:
     limit_ratio: float = 4.0  # ... and this many times the population's
     intent_share: float = 0.3  # members' mean harvesting share at least ...
     intent_ratio: float = 2.0  # ... and this many times the population's
+    long_ratio: float = 4.0  # members' median output at least this many times the population's
     sync_share: float = 0.3  # members sharing one lockstep band at least ...
     sync_members: int = 10  # ... in a group of at least this many
     medium_indicators: int = 2
@@ -85,6 +91,7 @@ def population_of(members: Sequence[MemberFacts]) -> Population:
         statistics.median(ages) if ages else 0.0,
         statistics.median(m.harvest for m in members) if members else 0.0,
         statistics.median(m.at_limit for m in members) if members else 0.0,
+        statistics.median(m.output for m in members) if members else 0.0,
     )
 
 
@@ -106,12 +113,34 @@ def _young(age_s: float | None, population: Population, rules: JudgeRules) -> bo
     )
 
 
+def _long(output: float, population: Population, rules: JudgeRules) -> bool:
+    return population.output > 0 and output >= rules.long_ratio * population.output
+
+
+# Indicators one member's own share does not tell apart from an honest account's.
+WEAK_ALONE: frozenset[str] = frozenset({"intent"})
+# Indicators that say the same thing in two ways: held together, they count once.
+SAME: tuple[frozenset[str], ...] = (frozenset({"limit", "long"}),)
+
+
+def distinct(held: Iterable[str]) -> int:
+    """How many indicators ``held`` counts as, each of ``SAME`` once.
+
+    >>> distinct(["young", "limit", "long"]), distinct(["long"])
+    (2, 1)
+    """
+    names = set(held)
+    return len(names) - sum(len(same & names) - 1 for same in SAME if same & names)
+
+
 def shows(
     member: MemberFacts, held: Sequence[str], population: Population, rules: JudgeRules
 ) -> bool:
     """Whether a member itself shows one of the group's held indicators that a single account
     can show; a member that shows none shares the group's evidence but not how it is run (a
-    reseller's honest customer on the campaign's egress), and is not flagged with it.
+    reseller's honest customer on the campaign's egress), and is not flagged with it. Intent
+    counts only when the group holds no other such indicator: one account's prompts do not
+    tell a harvester from an honest product with one use (an app on the campaign's cloud).
 
     >>> rules, bg = JudgeRules(), Population(400 * 86400.0, 0.05, 0.01)
     >>> shows(MemberFacts(100.0, 200.0, 0.0, 40, 0.0, 0.5), ("young", "limit"), bg, rules)
@@ -124,9 +153,11 @@ def shows(
         "young": _young(member.first - member.created if known else None, population, rules),
         "limit": member.at_limit >= rules.limit_share,
         "intent": member.harvest >= rules.intent_share,
+        "long": _long(member.output, population, rules),
     }
     own = [name for name in held if name in checks]
-    return not own or any(checks[name] for name in own)
+    telling = [name for name in own if name not in WEAK_ALONE] or own
+    return not telling or any(checks[name] for name in telling)
 
 
 def judge(
@@ -142,6 +173,7 @@ def judge(
     age = statistics.median(ages) if ages else None
     harvest = statistics.fmean(m.harvest for m in members) if n else 0.0
     limit = statistics.fmean(m.at_limit for m in members) if n else 0.0
+    output = statistics.median(m.output for m in members) if n else 0.0
     days = 86400.0
     checks = {
         "young": (
@@ -154,6 +186,11 @@ def judge(
             limit >= rules.limit_share and limit >= rules.limit_ratio * population.at_limit,
             limit,
             f"{limit:.0%} of members' requests ran to max_tokens (all accounts: {population.at_limit:.0%})",
+        ),
+        "long": (
+            _long(output, population, rules),
+            output,
+            f"members' median output {output:.0f} tokens (all accounts: {population.output:.0f})",
         ),
         "intent": (
             harvest >= rules.intent_share and harvest >= rules.intent_ratio * population.harvest,
@@ -168,7 +205,7 @@ def judge(
         ),
     }
     held = tuple(name for name, (ok, _, _) in checks.items() if ok)
-    k = len(held) if sum(m.events for m in members) >= rules.min_events else 0
+    k = distinct(held) if sum(m.events for m in members) >= rules.min_events else 0
     if not set(held) - rules.cohort:
         k = min(k, rules.medium_indicators - 1)
     if k >= rules.high_indicators and n >= rules.critical_members:
@@ -179,7 +216,7 @@ def judge(
         severity = "medium"
     else:
         severity = "low"
-    score = round(min(1.0, k / len(checks) + 0.05 * min(n, 100) / 100), 4)
+    score = round(min(1.0, k / distinct(checks) + 0.05 * min(n, 100) / 100), 4)
     return Verdict(
         severity,
         score,

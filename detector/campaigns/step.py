@@ -20,6 +20,7 @@ judge them, and say what to publish.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -86,19 +87,23 @@ def member_facts(state: AccountState) -> list[float]:
         state.events,
         round(means[INDEX["harvest"]], 4),
         round(means[INDEX["at_limit"]], 4),
+        round(math.exp(means[INDEX["log_out"]]) - 1.0, 1),
     ]
 
 
 def member(facts: list[Any]) -> MemberFacts:
-    """A member's facts as ``member_facts`` wrote them (and a group record stores them)."""
+    """A member's facts as ``member_facts`` wrote them, or as a group record stores them:
+    the member's values seventh, the output eighth (absent when recorded before outputs
+    were kept: unknown, 0)."""
     first, last, created, events, harvest, at_limit = facts[:6]
-    return MemberFacts(first, last, created, int(events), harvest, at_limit)
+    output = facts[-1] if len(facts) > 6 and not isinstance(facts[-1], list) else 0.0
+    return MemberFacts(first, last, created, int(events), harvest, at_limit, output)
 
 
 def evidence_of(state: AccountState, timing_events: int) -> frozenset[Value]:
     """The account's summary, behaviour bucket and (from ``timing_events`` events on, when
     its moments mean something) lockstep bands."""
-    first, _, created, _, harvest, at_limit = member_facts(state)
+    first, _, created, _, harvest, at_limit, _ = member_facts(state)
     bucket = behaviour_value(first - created if created else None, at_limit, harvest)
     values = summary(parse(state.evidence), state.events)
     if state.events >= timing_events:
@@ -227,6 +232,7 @@ class GroupStep:
             limit_ratio=s.limit_ratio,
             intent_share=s.intent_share,
             intent_ratio=s.intent_ratio,
+            long_ratio=s.long_ratio,
             sync_share=s.sync_share,
             sync_members=s.sync_members,
             medium_indicators=s.medium_indicators,

@@ -72,7 +72,7 @@ class MemberUpdate:
     group: str
     account: str
     values: list[str]
-    facts: list[float]  # first, last, created, events, harvest, at_limit
+    facts: list[float]  # first, last, created, events, harvest, at_limit, output
     models: dict[str, int] = field(default_factory=dict)
 
 

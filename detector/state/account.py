@@ -22,7 +22,7 @@ from detector.features import EventFeatures
 from detector.state.profile import Profile, add_event, behaviour_of
 
 HOUR_S: Final = 3600
-STATE_FORMAT: Final = 1  # bump when the layout below changes: an unreadable value starts afresh
+STATE_FORMAT: Final = 2  # bump when the layout below changes: an unreadable value starts afresh
 ID_BYTES: Final = 4
 # Native byte order: the layout stored states already have.
 _pack_id: Final = struct.Struct("=I").pack

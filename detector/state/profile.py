@@ -32,7 +32,7 @@ SHARES: Final = (
     "system_reuse",
 )
 # The gap pair last: a first event has no gap.
-MEANS: Final = ("log_out_in", "log_gap", "log_gap_sq")
+MEANS: Final = ("log_out_in", "log_out", "log_gap", "log_gap_sq")
 _FIELDS: Final = SHARES + MEANS
 INDEX: Final = {name: i for i, name in enumerate(_FIELDS)}  # position of each mean in Profile.means
 _MEANS_FORMAT: Final = f"<{len(_FIELDS)}d"
@@ -128,6 +128,7 @@ def add_event(
         1.0 if events > 1 and temperature == profile.last_temperature else 0.0,
         1.0 if feat.system_hash != 0 and feat.system_hash == profile.last_system else 0.0,
         math.log((feat.tokens_out + 1) / (feat.tokens_in + 1)),
+        math.log(feat.tokens_out + 1),
     )
     if gap_s is not None:
         log_gap = math.log1p(max(0.0, gap_s))
@@ -235,7 +236,7 @@ def behaviour_of(profile: Profile) -> dict[str, float]:
     (``Snapshot.behaviour``): the shares, the output/input ratio, the spread of the gaps,
     hour flatness and template counts."""
     m = profile.means
-    log_out_in, log_gap, log_gap_sq = m[len(SHARES) :]
+    log_out_in, _, log_gap, log_gap_sq = m[len(SHARES) :]
     gap_var = max(0.0, log_gap_sq - log_gap**2)
     # Item by item: the cheapest form once compiled.
     values = {name: m[i] for i, name in enumerate(SHARES)}  # the shares lead the means

@@ -14,6 +14,7 @@ streaming stage can group.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class AccountFacts:
     created: float | None = None
     harvest: int = 0  # events with a harvesting intent tag
     at_limit: int = 0  # events whose output ran to max_tokens
+    log_output: float = 0.0  # sum of log(output tokens + 1)
 
     @property
     def member(self) -> MemberFacts:
@@ -54,6 +56,7 @@ class AccountFacts:
             self.events,
             self.harvest / self.events,
             self.at_limit / self.events,
+            math.exp(self.log_output / self.events) - 1.0,
         )
 
     def add(self, f: EventFeatures) -> None:
@@ -63,6 +66,7 @@ class AccountFacts:
         self.last = f.ts
         self.harvest += bool(f.tags & HARVEST_MASK)
         self.at_limit += f.at_limit
+        self.log_output += math.log(f.tokens_out + 1)
 
 
 def read_facts(events_path: Path, settings: Settings | None = None) -> dict[str, AccountFacts]:

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from detector.campaigns.judge import JudgeRules, MemberFacts, Population, judge, population_of
+from detector.campaigns.judge import (
+    JudgeRules,
+    MemberFacts,
+    Population,
+    judge,
+    population_of,
+    shows,
+)
 
 DAY = 86400.0
 RULES = JudgeRules()
-BACKGROUND = Population(median_age_s=400 * DAY, harvest=0.05, at_limit=0.01)
+BACKGROUND = Population(median_age_s=400 * DAY, harvest=0.05, at_limit=0.01, output=250.0)
 
 
 def members(
-    n: int, *, age_days: float, harvest: float, at_limit: float, events: int = 40
+    n: int,
+    *,
+    age_days: float,
+    harvest: float,
+    at_limit: float,
+    events: int = 40,
+    output: float = 250.0,
 ) -> list[MemberFacts]:
     start = 1_000 * DAY
     return [
-        MemberFacts(start, start + 3600, start - age_days * DAY, events, harvest, at_limit)
+        MemberFacts(start, start + 3600, start - age_days * DAY, events, harvest, at_limit, output)
         for _ in range(n)
     ]
 
@@ -34,6 +47,8 @@ def members(
         ("essay graders", members(3, age_days=500, harvest=0.4, at_limit=0.01)),
         # A popular coding client's release-day sign-ups: new accounts, agentic-coding prompts.
         ("new coding agent users", members(16, age_days=0.5, harvest=0.8, at_limit=0.02)),
+        # A benchmark run asking for step-by-step reasoning: longer outputs than most.
+        ("eval harness", members(5, age_days=300, harvest=0.9, at_limit=0.0, output=650.0)),
     ],
 )
 def test_honest_look_alikes_stay_low(name: str, group: list[MemberFacts]) -> None:
@@ -97,3 +112,41 @@ def test_lockstep_is_an_indicator_of_its_own() -> None:
     assert judge(group, BACKGROUND, RULES, 0.1).held == ("young",)
     # A few accounts in step are an app backend or a release-day rush, not a scheduler.
     assert judge(group[:5], BACKGROUND, RULES, in_step).held == ("young",)
+
+
+def test_long_outputs_stand_for_limit_without_max_tokens_and_count_once_with_it() -> None:
+    # No max_tokens in the logs: nothing runs "to the limit", but the outputs are long.
+    unlimited = members(16, age_days=0.5, harvest=0.8, at_limit=0.0, output=3400.0)
+    verdict = judge(unlimited, BACKGROUND, RULES)
+    assert verdict.held == ("young", "long", "intent") and verdict.severity == "high"
+    assert any("median output 3400 tokens" in r for r in verdict.reasons)
+    # Both say the output is harvested: one indicator, so young + limit + long is medium.
+    both = judge(
+        members(16, age_days=2, harvest=0.0, at_limit=0.6, output=3400.0), BACKGROUND, RULES
+    )
+    assert both.held == ("young", "limit", "long") and both.severity == "medium"
+    assert (
+        judge(
+            members(16, age_days=300, harvest=0.0, at_limit=0.6, output=3400.0), BACKGROUND, RULES
+        ).severity
+        == "low"
+    )
+    # Outputs unknown everywhere (no output_tokens): never long.
+    unknown = Population(median_age_s=400 * DAY, harvest=0.05, at_limit=0.01, output=0.0)
+    assert "long" not in judge(unlimited, unknown, RULES).held
+
+
+def test_a_member_shows_long_outputs_itself() -> None:
+    long_one, short_one = (
+        members(1, age_days=300, harvest=0.0, at_limit=0.0, output=3400.0)[0],
+        members(1, age_days=300, harvest=0.0, at_limit=0.0)[0],
+    )
+    assert shows(long_one, ("long",), BACKGROUND, RULES)
+    assert not shows(short_one, ("long",), BACKGROUND, RULES)
+
+
+def test_a_members_intent_counts_only_when_the_group_holds_nothing_else_one_account_shows() -> None:
+    # An honest app on the campaign's cloud: old, short outputs, harvest-like prompts.
+    app = members(1, age_days=300, harvest=0.9, at_limit=0.0)[0]
+    assert not shows(app, ("young", "long", "intent"), BACKGROUND, RULES)
+    assert shows(app, ("intent", "sync"), BACKGROUND, RULES)

@@ -10,7 +10,7 @@ import pytest
 
 from detector.campaigns.evidence import FAMILY
 from detector.campaigns.judge import Verdict
-from detector.campaigns.step import Background, GroupStep, StepResult
+from detector.campaigns.step import Background, GroupStep, StepResult, member
 from detector.config import GroupEvidenceKind, Settings, build_settings
 from detector.detectors import Finding
 from detector.errors import ConfigError
@@ -124,3 +124,10 @@ def test_kind_weights_reach_the_value_weights_and_name_only_known_kinds() -> Non
         build_settings({"campaigns": {"groups": {"kind_weights": {"ip": 0.5}}}})
     with pytest.raises(ConfigError, match="kind_weights"):
         build_settings({"campaigns": {"groups": {"kind_weights": {"bhv": 2.0}}}})
+
+
+def test_member_facts_recorded_before_outputs_were_kept_read_as_unknown_output() -> None:
+    assert member([1.0, 2.0, 0.0, 5, 0.5, 0.1]).output == 0.0
+    assert member([1.0, 2.0, 0.0, 5, 0.5, 0.1, 3400.0]).output == 3400.0
+    assert member([1.0, 2.0, 0.0, 5, 0.5, 0.1, ["cfp:a"]]).output == 0.0
+    assert member([1.0, 2.0, 0.0, 5, 0.5, 0.1, ["cfp:a"], 3400.0]).output == 3400.0

@@ -7,8 +7,8 @@
 --   settings  {rho, ttl_s, judge_growth, judge_every_s, hour_s}
 --   create    [[group, profile = {value: weight}, ts]]
 --   members   [[group, account, values, facts, models = {model: requests}]]
---             facts: [first, last, created, events, harvest, at_limit]; stored with the
---             values as a seventh element
+--             facts: [first, last, created, events, harvest, at_limit, output]; stored
+--             with the values as the seventh element and the output after them
 -- Reply: a JSON list, per touched group {g, record, n, joined, pending, models, latest, and
 -- when a judgement is due: members (every member's facts) and profile}.
 --
@@ -90,8 +90,9 @@ for _, m in ipairs(batch.members) do
       -- count, so a batch processed again (same facts) changes nothing.
       events[g] = (events[g] or 0) + facts[4] - (before and cjson.decode(before)[4] or 0)
       -- Facts and values together: a judgement re-forms the profile from members' values.
-      local stored = {unpack(facts)}
+      local stored = {unpack(facts, 1, 6)}
       stored[7] = values
+      stored[8] = facts[7]
       redis.call('HSET', mem(g), account, cjson.encode(stored))
       local span = spans[g]
       if not span then span = {facts[1], facts[2]}; spans[g] = span end
