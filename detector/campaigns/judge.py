@@ -117,8 +117,15 @@ def _long(output: float, population: Population, rules: JudgeRules) -> bool:
     return population.output > 0 and output >= rules.long_ratio * population.output
 
 
-# Indicators one member's own share does not tell apart from an honest account's.
-WEAK_ALONE: frozenset[str] = frozenset({"intent"})
+# What ties a member to its flagged group, most telling first: how its output is harvested,
+# then what it asks for, then its age. A member is tied by the first tier the group holds:
+# honest accounts on a campaign's egress can be young (a reseller's new customers) or ask
+# what harvesters ask (an app with one use), but rarely have their output harvested too.
+MEMBER_TIERS: tuple[frozenset[str], ...] = (
+    frozenset({"limit", "long"}),
+    frozenset({"intent"}),
+    frozenset({"young"}),
+)
 # Indicators that say the same thing in two ways: held together, they count once.
 SAME: tuple[frozenset[str], ...] = (frozenset({"limit", "long"}),)
 
@@ -136,16 +143,15 @@ def distinct(held: Iterable[str]) -> int:
 def shows(
     member: MemberFacts, held: Sequence[str], population: Population, rules: JudgeRules
 ) -> bool:
-    """Whether a member itself shows one of the group's held indicators that a single account
-    can show; a member that shows none shares the group's evidence but not how it is run (a
-    reseller's honest customer on the campaign's egress), and is not flagged with it. Intent
-    counts only when the group holds no other such indicator: one account's prompts do not
-    tell a harvester from an honest product with one use (an app on the campaign's cloud).
+    """Whether a member itself shows the group's most telling held indicators that a single
+    account can show (``MEMBER_TIERS``); a member that does not shares the group's evidence
+    but not how it is run (a reseller's honest customer on the campaign's egress), and is not
+    flagged with it.
 
     >>> rules, bg = JudgeRules(), Population(400 * 86400.0, 0.05, 0.01)
     >>> shows(MemberFacts(100.0, 200.0, 0.0, 40, 0.0, 0.5), ("young", "limit"), bg, rules)
     True
-    >>> shows(MemberFacts(500 * 86400.0, 501 * 86400.0, 1.0, 40, 0.0, 0.02), ("young", "limit"), bg, rules)
+    >>> shows(MemberFacts(100.0, 200.0, 0.0, 40, 0.0, 0.02), ("young", "limit"), bg, rules)
     False
     """
     known = bool(member.created) and member.first >= member.created
@@ -155,9 +161,8 @@ def shows(
         "intent": member.harvest >= rules.intent_share,
         "long": _long(member.output, population, rules),
     }
-    own = [name for name in held if name in checks]
-    telling = [name for name in own if name not in WEAK_ALONE] or own
-    return not telling or any(checks[name] for name in telling)
+    tier = next((t for t in MEMBER_TIERS if t & set(held)), frozenset())
+    return not tier or any(checks[name] for name in tier)
 
 
 def judge(

@@ -145,8 +145,15 @@ def test_a_member_shows_long_outputs_itself() -> None:
     assert not shows(short_one, ("long",), BACKGROUND, RULES)
 
 
-def test_a_members_intent_counts_only_when_the_group_holds_nothing_else_one_account_shows() -> None:
+def test_a_member_is_tied_by_the_most_telling_indicator_its_group_holds() -> None:
     # An honest app on the campaign's cloud: old, short outputs, harvest-like prompts.
     app = members(1, age_days=300, harvest=0.9, at_limit=0.0)[0]
     assert not shows(app, ("young", "long", "intent"), BACKGROUND, RULES)
     assert shows(app, ("intent", "sync"), BACKGROUND, RULES)
+    # A reseller's new customer: young, ordinary requests.
+    customer = members(1, age_days=20, harvest=0.0, at_limit=0.0)[0]
+    assert not shows(customer, ("young", "limit"), BACKGROUND, RULES)
+    assert shows(customer, ("young", "sync"), BACKGROUND, RULES)
+    # A harvester whose outputs run long where the group's run to the limit: the same tier.
+    harvester = members(1, age_days=300, harvest=0.0, at_limit=0.0, output=3400.0)[0]
+    assert shows(harvester, ("young", "limit"), BACKGROUND, RULES)
