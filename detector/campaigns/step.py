@@ -52,6 +52,7 @@ from detector.campaigns.judge import (
     synchrony,
 )
 from detector.campaigns.linking import Campaigns, LinkRules
+from detector.campaigns.sources import mixes, source_finding
 from detector.campaigns.weights import WeightRules, weight
 from detector.config import Settings
 from detector.detectors import Finding
@@ -575,7 +576,31 @@ class GroupStep:
                     r.group, members, verdict.severity, campaign, self.campaigns.created(campaign)
                 )
             )
+            self._sources(r, campaign, listed, result, now)
         self._pivot(r, campaign, finding, listed, indexed, result, now)
+
+    def _sources(
+        self, r: GroupReport, campaign: str, listed: list[str], result: StepResult, now: float
+    ) -> None:
+        """The group's network sources with their mix, alerted with the group: a reseller's
+        egress says how many of its accounts are the campaign's, so it is not blocked whole."""
+        table = r.table or {}
+        flagged_values = [table[a][6] for a in listed if len(table[a]) > 6]
+        s = self.settings.campaigns
+        for mix in mixes(r.profile or {}, flagged_values, self._df, s.groups.cap):
+            found = source_finding(mix, campaign, s)
+            if found is not None:
+                result.alerts.append(
+                    alerting.source_alert(
+                        mix.value,
+                        found,
+                        trigger=f"{r.group}:{r.members}",
+                        campaign_accounts=mix.campaign_accounts,
+                        requests=0,  # counted in accounts: the index holds no requests
+                        ts=r.latest,
+                        emitted_at=now,
+                    )
+                )
 
     def _pivot(
         self,

@@ -14,6 +14,7 @@ from detector.campaigns.step import Background, GroupStep, StepResult, member
 from detector.config import GroupEvidenceKind, Settings, build_settings
 from detector.detectors import Finding
 from detector.errors import ConfigError
+from detector.events import Alert
 from detector.features import EventFeatures
 from detector.io.group_store import GroupReport, IndexReply
 
@@ -131,3 +132,35 @@ def test_member_facts_recorded_before_outputs_were_kept_read_as_unknown_output()
     assert member([1.0, 2.0, 0.0, 5, 0.5, 0.1, 3400.0]).output == 3400.0
     assert member([1.0, 2.0, 0.0, 5, 0.5, 0.1, ["cfp:a"]]).output == 0.0
     assert member([1.0, 2.0, 0.0, 5, 0.5, 0.1, ["cfp:a"], 3400.0]).output == 3400.0
+
+
+def test_a_flagged_groups_egress_is_alerted_with_its_mix() -> None:
+    """Five fresh accounts of a hydra on a reseller's egress that 20 accounts use: a mixed
+    source, not one to block; the same egress used by the hydra alone can be throttled."""
+    day, now = 86400.0, 1000 * 86400.0
+    egress, client = "asnua:64500|relay", "cfp:x"
+    fresh = [now, now + 60, now - 0.5 * day, 40, 0.1, 0.9, [egress, client], 3000.0]
+    table = {f"h{i}": fresh for i in range(5)}
+    profile = {egress: 1.0, client: 1.0}
+    verdict = Verdict("high", 0.8, {}, ("young", "limit"), ("5 accounts share evidence",))
+
+    def sources(holders: int) -> list[Alert]:
+        step = _step()
+        for i in range(200):
+            step.background.add(f"bg{i}", [now, now + 1, now - 400 * day, 5, 0.0, 0.0])
+        step._df[egress] = holders
+        report = GroupReport(
+            "cmp-g", {"first": str(now)}, 5, [], sorted(table), {}, now + 60, table, profile
+        )
+        result = StepResult()
+        step._alert(report, "cmp-g", verdict, {}, IndexReply({}, 100, {}), result, 0.0)
+        return [a for a in result.alerts if a.subject_type == "source"]
+
+    [mixed] = sources(20)
+    assert mixed.type == "campaign_source" and mixed.subject_id == egress
+    assert mixed.severity == "medium" and mixed.account_count == 5
+    assert (mixed.evidence or {})["account_share"] == 0.25
+    assert any("do not block the source" in r for r in mixed.reasons)
+    [mostly] = sources(5)
+    assert mostly.severity == "high"
+    assert sources(100) == []  # 5% of its accounts: not the campaign's source
