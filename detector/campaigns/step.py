@@ -508,8 +508,9 @@ class GroupStep:
     ) -> None:
         """Alerts for a flagged group, under its campaign's id: its new members, the group
         when it grew, changed severity or joined a campaign, and a move to a new model. Only
-        members that show one of the group's indicators themselves are flagged; the others
-        (a mixed source's honest customers) are counted, and reconsidered as they change."""
+        members that show the group's most telling indicator themselves (``judge.shows``) are
+        flagged; the others (a mixed source's honest customers) are counted, and reconsidered
+        as they change."""
         s = self.settings.campaigns
         population = self.background.population()
         table = r.table or {}
@@ -526,8 +527,8 @@ class GroupStep:
             reasons = (
                 *reasons,
                 f"{members - len(listed)} of {members} members share the group's evidence but "
-                "show none of its indicators themselves (a mixed source's other customers): "
-                "not flagged",
+                "do not show its most telling indicator themselves (a mixed source's other "
+                "customers): not flagged",
             )
         finding = Finding(
             "coordinated_cluster",
