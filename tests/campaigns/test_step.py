@@ -57,6 +57,19 @@ def _step() -> GroupStep:
     return GroupStep(_Store(), Settings())  # type: ignore[arg-type]
 
 
+DAY, NOW = 86400.0, 1000 * 86400.0
+FRESH = [NOW, NOW + 60, NOW - 0.5 * DAY, 40, 0.1, 0.9]  # a day old, outputs run to the limit
+CUSTOMER = [NOW, NOW + 60, NOW - 700 * DAY, 40, 0.0, 0.02]  # a reseller's old customer
+
+
+def _judging_step() -> GroupStep:
+    """A step whose background holds 200 ordinary accounts, so groups are judged."""
+    step = _step()
+    for i in range(200):
+        step.background.add(f"bg{i}", [NOW, NOW + 1, NOW - 400 * DAY, 5, 0.0, 0.0])
+    return step
+
+
 def test_a_pivot_is_compared_with_accounts_in_no_group() -> None:
     """A campaign's own requests to the new model are not "everyone's": group members'
     traffic stays out of the population, but still tells when a model was first seen."""
@@ -92,12 +105,8 @@ def test_a_move_is_judged_on_the_newest_hour_once_it_holds_enough_requests() -> 
 def test_members_that_show_none_of_the_groups_indicators_are_counted_not_flagged() -> None:
     """A hydra on a reseller's egress: five fresh accounts running outputs to the limit, and
     two of the reseller's old customers that cover the same profile."""
-    step = _step()
-    day, now = 86400.0, 1000 * 86400.0
-    for i in range(200):
-        step.background.add(f"bg{i}", [now, now + 1, now - 400 * day, 5, 0.0, 0.0])
-    fresh = [now, now + 60, now - 0.5 * day, 40, 0.1, 0.9]
-    customer = [now, now + 60, now - 700 * day, 40, 0.0, 0.02]
+    step = _judging_step()
+    now, fresh, customer = NOW, FRESH, CUSTOMER
     table = {**{f"h{i}": fresh for i in range(5)}, "c1": customer, "c2": customer}
     report = GroupReport(
         "cmp-g", {"first": str(now)}, 7, [], sorted(table), {}, now + 60, table, {}
@@ -145,9 +154,7 @@ def test_a_flagged_groups_egress_is_alerted_with_its_mix() -> None:
     verdict = Verdict("high", 0.8, {}, ("young", "limit"), ("5 accounts share evidence",))
 
     def sources(holders: int) -> list[Alert]:
-        step = _step()
-        for i in range(200):
-            step.background.add(f"bg{i}", [now, now + 1, now - 400 * day, 5, 0.0, 0.0])
+        step = _judging_step()
         step._df[egress] = holders
         report = GroupReport(
             "cmp-g", {"first": str(now)}, 5, [], sorted(table), {}, now + 60, table, profile
@@ -169,12 +176,8 @@ def test_a_flagged_groups_egress_is_alerted_with_its_mix() -> None:
 def test_a_group_with_fewer_flagged_members_than_a_group_has_is_not_alerted() -> None:
     """Two fresh accounts running outputs to the limit among five of a reseller's customers:
     not a campaign until a third member shows the behaviour."""
-    step = _step()
-    day, now = 86400.0, 1000 * 86400.0
-    for i in range(200):
-        step.background.add(f"bg{i}", [now, now + 1, now - 400 * day, 5, 0.0, 0.0])
-    fresh = [now, now + 60, now - 0.5 * day, 40, 0.1, 0.9]
-    customer = [now, now + 60, now - 700 * day, 40, 0.0, 0.02]
+    step = _judging_step()
+    now, fresh, customer = NOW, FRESH, CUSTOMER
     table = {"h0": fresh, "h1": fresh, **{f"c{i}": customer for i in range(5)}}
     verdict = Verdict("high", 0.8, {}, ("young", "limit"), ("7 accounts share evidence",))
 
