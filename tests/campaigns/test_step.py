@@ -146,9 +146,8 @@ def test_member_facts_recorded_before_outputs_were_kept_read_as_unknown_output()
 def test_a_flagged_groups_egress_is_alerted_with_its_mix() -> None:
     """Five fresh accounts of a hydra on a reseller's egress that 20 accounts use: a mixed
     source, not one to block; the same egress used by the hydra alone can be throttled."""
-    day, now = 86400.0, 1000 * 86400.0
     egress, client = "asnua:64500|relay", "cfp:x"
-    fresh = [now, now + 60, now - 0.5 * day, 40, 0.1, 0.9, [egress, client], 3000.0]
+    fresh = [*FRESH, [egress, client], 3000.0]
     table = {f"h{i}": fresh for i in range(5)}
     profile = {egress: 1.0, client: 1.0}
     verdict = Verdict("high", 0.8, {}, ("young", "limit"), ("5 accounts share evidence",))
@@ -157,7 +156,7 @@ def test_a_flagged_groups_egress_is_alerted_with_its_mix() -> None:
         step = _judging_step()
         step._df[egress] = holders
         report = GroupReport(
-            "cmp-g", {"first": str(now)}, 5, [], sorted(table), {}, now + 60, table, profile
+            "cmp-g", {"first": str(NOW)}, 5, [], sorted(table), {}, NOW + 60, table, profile
         )
         result = StepResult()
         step._alert(report, "cmp-g", verdict, {}, IndexReply({}, 100, {}), result, 0.0)
