@@ -522,15 +522,6 @@ class GroupStep:
         first = float(r.record.get("first") or r.latest)
         members = r.members
         listed = [a for a in sorted(table) if flagged(a)]
-        alerted_n = int(float(r.record.get("alerted_n") or 0))
-        # Acting in concert takes several accounts: a group whose members mostly do not show
-        # its behaviour themselves is not a campaign until enough of them do.
-        if r.table is not None:
-            too_few = len(listed) < self.group_rules.min_members
-        else:  # not judged in this batch: as at its last alert
-            too_few = not alerted_n
-        if too_few:
-            return
         reasons = verdict.reasons or (f"{members} accounts share evidence as a group",)
         if r.table is not None and len(listed) < members:
             reasons = (
@@ -561,6 +552,7 @@ class GroupStep:
             result.alerts.append(alerting.member_alert(account, campaign, finding, r.latest, now))
         if announce:
             result.commands.append(self.store.announced_command(r.group, announce))
+        alerted_n = int(float(r.record.get("alerted_n") or 0))
         changed = r.table is not None and (
             r.record.get("alerted_severity") != verdict.severity
             or members >= alerted_n * s.realert_growth

@@ -170,29 +170,3 @@ def test_a_flagged_groups_egress_is_alerted_with_its_mix() -> None:
     [mostly] = sources(5)
     assert mostly.severity == "high"
     assert sources(100) == []  # 5% of its accounts: not the campaign's source
-
-
-def test_a_group_with_fewer_flagged_members_than_a_group_has_is_not_alerted() -> None:
-    """Two fresh accounts running outputs to the limit among five of a reseller's customers:
-    not a campaign until a third member shows the behaviour."""
-    step = _judging_step()
-    now, fresh, customer = NOW, FRESH, CUSTOMER
-    table = {"h0": fresh, "h1": fresh, **{f"c{i}": customer for i in range(5)}}
-    verdict = Verdict("high", 0.8, {}, ("young", "limit"), ("7 accounts share evidence",))
-
-    def alerts(table: dict[str, list[float]]) -> list[Alert]:
-        report = GroupReport(
-            "cmp-g", {"first": str(now)}, len(table), [], sorted(table), {}, now + 60, table, {}
-        )
-        result = StepResult()
-        step._alert(report, "cmp-g", verdict, {}, IndexReply({}, 100, {}), result, 0.0)
-        return result.alerts
-
-    assert alerts(table) == []
-    assert {
-        a.subject_id for a in alerts({**table, "h2": fresh}) if a.subject_type == "account"
-    } == {
-        "h0",
-        "h1",
-        "h2",
-    }
