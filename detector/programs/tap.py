@@ -357,6 +357,29 @@ def _refusal(status: int, message: str, retry_after_s: int | None = None) -> Rep
     return Reply(status, {"error": message}, headers)
 
 
+@dataclass
+class Backoff:
+    """Attempts that wait 1, 2, 4 ... seconds (at most ``max_s`` given to ``due``) after each
+    failure in a row."""
+
+    failures: int = 0  # attempts in a row that raised
+    last_s: float = 0.0  # monotonic time of the last attempt
+
+    def due(self, max_s: float) -> bool:
+        """Whether an attempt may be made now; if so, it counts as made now."""
+        now = time.monotonic()
+        if self.failures and now - self.last_s < min(max_s, 2.0**self.failures):
+            return False
+        self.last_s = now
+        return True
+
+    def failed(self) -> None:
+        self.failures += 1
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
 class Tap:
     """The events endpoint's logic: check the request, reserve buffer room, hand the events to
     the producer and answer once the broker acknowledged them; and keep a producer that can
@@ -385,13 +408,11 @@ class Tap:
         self.gate = Gate()
         self.stopping = False
         self.rebuild_failed = False  # the last attempt to replace a failed producer raised
-        self._rebuild_failures = 0  # attempts in a row that raised, for the backoff
-        self._last_rebuild_s = 0.0
+        self._rebuild_backoff = Backoff()
         self._rebuilds_since_delivery = 0
         # The broker may not know the topic: a send found none, or a producer failed for good.
         self.topics_in_doubt = False
-        self._topics_failures = 0  # attempts in a row to create them that raised, for the backoff
-        self._last_topics_s = 0.0
+        self._topics_backoff = Backoff()
 
     @property
     def healthy(self) -> bool:
@@ -546,7 +567,8 @@ class Tap:
             log.error("kafka producer failed for good (%s): rebuilding it", failure)
             self.producer = None
             # A broker answered that it lost its state, its topics with it: check them now.
-            self.topics_in_doubt, self._topics_failures = True, 0
+            self.topics_in_doubt = True
+            self._topics_backoff.reset()
             close_producer(producer, 0)
         if self.topics_in_doubt:
             self._create_missing_topics()  # first: the new producer's first send finds them
@@ -561,18 +583,15 @@ class Tap:
         if self.create_topics is None:
             self.topics_in_doubt = False
             return
-        now = time.monotonic()
-        backoff_s = min(TOPICS_BACKOFF_MAX_S, 2.0**self._topics_failures)
-        if self._topics_failures and now - self._last_topics_s < backoff_s:
+        if not self._topics_backoff.due(TOPICS_BACKOFF_MAX_S):
             return
-        self._last_topics_s = now
         try:
             self.create_topics()
         except Exception as exc:  # the broker is away, most likely: tried again later
-            self._topics_failures += 1
+            self._topics_backoff.failed()
             log.warning("cannot check the kafka topics, trying again: %s", exc)
             return
-        self._topics_failures = 0
+        self._topics_backoff.reset()
         self.topics_in_doubt = False
         log.info("kafka topics checked; those missing were created")
 
@@ -580,20 +599,17 @@ class Tap:
         if self.rebuild is None:
             self.rebuild_failed = True
             return
-        now = time.monotonic()
-        backoff_s = min(REBUILD_BACKOFF_MAX_S, 2.0**self._rebuild_failures)
-        if self._rebuild_failures and now - self._last_rebuild_s < backoff_s:
+        if not self._rebuild_backoff.due(REBUILD_BACKOFF_MAX_S):
             return  # backing off after failed attempts
-        self._last_rebuild_s = now
         try:
             self.producer = self.rebuild()
         except Exception as exc:  # whatever it is, the tap has no producer: say so, retry later
-            self._rebuild_failures += 1
+            self._rebuild_backoff.failed()
             self.rebuild_failed = True
             log.error("cannot rebuild the kafka producer (%s): /healthz answers 503", exc)
             return
         self.rebuild_failed = False
-        self._rebuild_failures = 0
+        self._rebuild_backoff.reset()
         self._rebuilds_since_delivery += 1
         self.metrics.rebuilds.inc()
         log.warning("kafka producer rebuilt")
